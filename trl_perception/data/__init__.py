@@ -15,6 +15,9 @@
 
 from ._common import BuildReport, DataError, PerceptionBuilder, PerceptionBuilderConfig, dataset_metadata
 from .coco_detection import CocoDetection, CocoDetectionConfig, coco_categories, load_coco_detection, load_coco_json
+from .page_ocr import PageOcr, PageOcrConfig, load_page_ocr
+from .pixmo_count import PixmoCount, PixmoCountConfig, load_pixmo_count
+from .refcoco import RefCoco, RefCocoConfig, load_refcoco
 from .schema import PERCEPTION_FEATURES, TASKS, empty_row, perception_features
 
 __all__ = [
@@ -24,12 +27,21 @@ __all__ = [
     "CocoDetection",
     "CocoDetectionConfig",
     "DataError",
+    "PageOcr",
+    "PageOcrConfig",
     "PerceptionBuilder",
     "PerceptionBuilderConfig",
+    "PixmoCount",
+    "PixmoCountConfig",
+    "RefCoco",
+    "RefCocoConfig",
     "coco_categories",
     "dataset_metadata",
     "empty_row",
     "load_coco_detection",
     "load_coco_json",
+    "load_page_ocr",
+    "load_pixmo_count",
+    "load_refcoco",
     "perception_features",
 ]

@@ -276,19 +276,28 @@ def read_image_size(path: str) -> tuple[int, int]:
         return im.size
 
 
+def probe_image(path: str, need_size: bool) -> tuple[tuple[int, int] | None, str | None, str]:
+    """Check an image file without reporting: ``(size or None, skip reason or None, detail)``.
+
+    Only the header is read, and only when ``need_size``; otherwise existence is checked.
+    """
+    if not os.path.isfile(path):
+        return None, "missing_image", f"image file {path} does not exist"
+    if not need_size:
+        return None, None, ""
+    try:
+        return read_image_size(path), None, ""
+    except (OSError, UnidentifiedImageError, ValueError) as e:
+        return None, "unreadable_image", f"image file {path} cannot be read ({type(e).__name__}: {e})"
+
+
 def check_image(path: str, reporter: SplitReporter, where: str, need_size: bool) -> tuple[int, int] | None | bool:
     """Validate an image file. Returns its size (when ``need_size``), `True` (exists), or `None` after a skip."""
-    if not os.path.isfile(path):
-        reporter.skip("missing_image", f"{where}: image file {path} does not exist")
+    size, reason, detail = probe_image(path, need_size)
+    if reason is not None:
+        reporter.skip(reason, f"{where}: {detail}")
         return None
-    if not need_size:
-        return True
-    try:
-        width, height = read_image_size(path)
-    except (OSError, UnidentifiedImageError, ValueError) as e:
-        reporter.skip("unreadable_image", f"{where}: image file {path} cannot be read ({type(e).__name__}: {e})")
-        return None
-    return width, height
+    return size if need_size else True
 
 
 def xywh_box(bbox: Any, width: int, height: int, tolerance: float) -> tuple[list[float] | None, str | None]:
