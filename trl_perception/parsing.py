@@ -1,0 +1,601 @@
+# Copyright 2026 The trl-perception Authors. All rights reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Safe parsing of model output: answer region, boxes, points, counts and free text.
+
+This is the only parser in the project: rewards and evaluation both call it. Model output is untrusted, so:
+
+- nothing is ever evaluated (`eval`/`exec`); JSON goes through `json` and everything else through precompiled,
+  linear-time regular expressions;
+- the work is bounded: inputs longer than `max_chars` (default 65,536) are rejected up front, and at most `max_boxes`
+  (default 1,000) items are converted to numbers (the total number of items is still reported);
+- every parser returns a [`ParseResult`]: either a value or a short failure reason (one of [`PARSE_ERRORS`]), never
+  a silent default such as a `[0, 0, 0, 0]` box.
+
+Answer region ([`extract_answer`]): the text inside the last `<answer>…</answer>` (an unterminated `<answer>` runs
+to the end), else the text after the last `</think>`, else the whole text. A `<think>` that is never closed and has no
+answer is a failure (`"unterminated_think"`): numbers inside reasoning are never taken as the answer.
+
+Coordinates are returned exactly as written; the parser never guesses the coordinate frame (in particular the
+presence or absence of Qwen2-VL `<|box_start|>` tokens says nothing about it). Converting to pixels is the caller's
+job, with [`trl_perception.geometry.convert_boxes`] and an explicit frame.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Generic, Literal, TypeVar
+
+import numpy as np
+
+T = TypeVar("T")
+
+MAX_CHARS = 65536
+MAX_BOXES = 1000
+MAX_COUNT_DIGITS = 9
+
+# Failure reasons; `ParseResult.error` is always one of these.
+PARSE_ERRORS = (
+    "not_a_string",  # the completion is not text
+    "too_long",  # longer than `max_chars`
+    "unterminated_think",  # `<think>` without `</think>` and without `<answer>`
+    "missing_answer_tags",  # `require_tags=True` and no `<answer>` / `</think>`
+    "no_boxes",  # no box in the answer region
+    "no_points",  # no point in the answer region
+    "no_count",  # no integer (digits or English number words) in the answer region
+    "ambiguous_count",  # several different integers outside `<answer>` tags
+    "count_too_large",  # more than `MAX_COUNT_DIGITS` digits
+)
+
+
+@dataclass(slots=True)
+class ParseResult(Generic[T]):
+    """
+    Outcome of a parser: `value` on success, else `error` (a reason from [`PARSE_ERRORS`]). Treat it as immutable
+    (it is not frozen only because frozen dataclasses are several times slower to build, and parsing is a hot path).
+
+    Example:
+
+    ```python
+    >>> parse_count("<answer>3</answer>")
+    ParseResult(value=3, error=None)
+    >>> parse_count("no idea").error
+    'no_count'
+
+    ```
+    """
+
+    value: T | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Whether parsing succeeded."""
+        return self.error is None
+
+
+@dataclass(slots=True)
+class ParsedBoxes:
+    """
+    Boxes found in a completion, in the order they were written (treat as immutable).
+
+    Args:
+        coords (`list[list[float]]`):
+            `[x1, y1, x2, y2]` per box as written (frame unknown to the parser; may be inverted, out of range or
+            infinite: use [`trl_perception.geometry.sanitize_boxes`]). At most `max_boxes` boxes.
+        labels (`tuple[str | None, ...]`):
+            One label per box (`"label"` of a JSON item, or the Qwen2-VL object-ref text), `None` when absent.
+        num_items (`int`):
+            Number of items written, including the ones beyond `max_boxes` and malformed JSON items (no usable
+            `bbox_2d`).
+        num_malformed (`int`):
+            JSON items (among the first `max_boxes`) without a `bbox_2d` of 4 numbers.
+        format (`str`):
+            `"json"`, `"list"` or `"qwen2_vl"`.
+        well_formed (`bool`):
+            `False` when JSON was recovered item by item because the whole did not decode (e.g. truncated output).
+        capped (`bool`):
+            `True` when more than `max_boxes` items were written.
+
+    The `boxes` property is `coords` as a float64 array of shape `(N, 4)`.
+    """
+
+    coords: list[list[float]]
+    labels: tuple[str | None, ...]
+    num_items: int
+    num_malformed: int = 0
+    format: str = "json"
+    well_formed: bool = True
+    capped: bool = False
+
+    @property
+    def boxes(self) -> np.ndarray:
+        return np.array(self.coords, dtype=np.float64).reshape(-1, 4)
+
+
+@dataclass(slots=True)
+class ParsedPoints:
+    """Points found in a completion (see [`ParsedBoxes`]; the `points` property has shape `(N, 2)`)."""
+
+    coords: list[list[float]]
+    labels: tuple[str | None, ...]
+    num_items: int
+    num_malformed: int = 0
+    format: str = "json"
+    well_formed: bool = True
+    capped: bool = False
+
+    @property
+    def points(self) -> np.ndarray:
+        return np.array(self.coords, dtype=np.float64).reshape(-1, 2)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Patterns (compiled once)
+# ----------------------------------------------------------------------------------------------------------------
+
+_NUM = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
+_LIST4_RE = re.compile(rf"[\[(]\s*({_NUM})\s*,\s*({_NUM})\s*,\s*({_NUM})\s*,\s*({_NUM})\s*[\])]")
+_LIST2_RE = re.compile(rf"[\[(]\s*({_NUM})\s*,\s*({_NUM})\s*[\])]")
+_QWEN2_VL_BOX_RE = re.compile(rf"\(\s*({_NUM})\s*,\s*({_NUM})\s*\)\s*,\s*\(\s*({_NUM})\s*,\s*({_NUM})\s*\)")
+_OBJECT_REF_RE = re.compile(r"<\|object_ref_start\|>([^<]*)<\|object_ref_end\|>")
+_JSON_OBJECT_RE = re.compile(r"\{[^{}]*\}")
+_BBOX_KEY_RE = re.compile(rf'"bbox_2d"\s*:\s*\[\s*({_NUM})\s*,\s*({_NUM})\s*,\s*({_NUM})\s*,\s*({_NUM})\s*\]')
+_POINT_KEY_RE = re.compile(rf'"point_2d"\s*:\s*\[\s*({_NUM})\s*,\s*({_NUM})\s*\]')
+_LABEL_KEY_RE = re.compile(r'"label"\s*:\s*"((?:[^"\\]|\\.){0,1000})"')
+_INT_RE = re.compile(r"(?<![\d.])\d+(?!\.?\d)")
+_UNITS = [
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
+    "nineteen",
+]
+_TENS = ["twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
+_WORD_VALUES = {w: i for i, w in enumerate(_UNITS)} | {w: 20 + 10 * i for i, w in enumerate(_TENS)}
+_WORD_VALUES["hundred"] = 100
+_NUMBER_WORD_RE = re.compile(
+    rf"\b(?:(?:one|a)[\s-]+)?hundred\b|\b({'|'.join(_TENS)})(?:[\s-]+({'|'.join(_UNITS[1:10])}))?\b"
+    rf"|\b({'|'.join(_UNITS)})\b",
+    re.IGNORECASE,
+)
+_COUNT_RE = re.compile(rf"{_INT_RE.pattern}|{_NUMBER_WORD_RE.pattern}", re.IGNORECASE)
+_THINK_ANSWER_RE = re.compile(r"\s*<think>.*?</think>\s*<answer>.*?</answer>\s*", re.DOTALL)
+_ANSWER_ONLY_RE = re.compile(r"\s*<answer>.*?</answer>\s*", re.DOTALL)
+# Perception-R1's intended grounding format, with the special tokens escaped (its released pattern was not, D3).
+_QWEN2_VL_GROUNDING_RE = re.compile(
+    r"<\|object_ref_start\|>[^<]*<\|object_ref_end\|>"
+    r"<\|box_start\|>\(\s*\d+\s*,\s*\d+\s*\)\s*,\s*\(\s*\d+\s*,\s*\d+\s*\)<\|box_end\|>"
+    r"(?:<\|im_end\|>)?\s*"
+)
+_END_TOKENS = ("<|im_end|>", "<|endoftext|>")
+_JSON_DECODER = json.JSONDecoder()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Answer region
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def extract_answer(text: str, require_tags: bool = False, max_chars: int = MAX_CHARS) -> ParseResult[str]:
+    """
+    Return the answer region of a completion (see the module docstring), stripped of surrounding whitespace and of
+    the end-of-turn tokens `<|im_end|>` / `<|endoftext|>`.
+
+    Args:
+        text (`str`):
+            Completion text.
+        require_tags (`bool`, *optional*, defaults to `False`):
+            Fail with `"missing_answer_tags"` unless the text has `<answer>` or `</think>`.
+        max_chars (`int`, *optional*, defaults to `65536`):
+            Longer inputs fail with `"too_long"`.
+
+    Example:
+
+    ```python
+    >>> extract_answer("<think>maybe [1, 2, 3, 4]?</think><answer>[5, 6, 7, 8]</answer>").value
+    '[5, 6, 7, 8]'
+    >>> extract_answer("<think>still thinking [1, 2, 3, 4]").error
+    'unterminated_think'
+    >>> extract_answer("plain answer").value
+    'plain answer'
+
+    ```
+    """
+    if not isinstance(text, str):
+        return ParseResult(error="not_a_string")
+    if len(text) > max_chars:
+        return ParseResult(error="too_long")
+    if "<" not in text:  # fast path: no tags, no special tokens
+        return ParseResult(text.strip()) if not require_tags else ParseResult(error="missing_answer_tags")
+    for token in _END_TOKENS:
+        if token in text:
+            text = text.replace(token, "")
+    start = text.rfind("<answer>")
+    if start >= 0:
+        start += len("<answer>")
+        end = text.find("</answer>", start)
+        return ParseResult(text[start : end if end >= 0 else len(text)].strip())
+    end_think = text.rfind("</think>")
+    if end_think >= 0:
+        return ParseResult(text[end_think + len("</think>") :].strip())
+    if "<think>" in text:
+        return ParseResult(error="unterminated_think")
+    if require_tags:
+        return ParseResult(error="missing_answer_tags")
+    return ParseResult(text.strip())
+
+
+def _answer(text: str, extract: bool, max_chars: int) -> ParseResult[str]:
+    if extract:
+        return extract_answer(text, max_chars=max_chars)
+    if not isinstance(text, str):
+        return ParseResult(error="not_a_string")
+    if len(text) > max_chars:
+        return ParseResult(error="too_long")
+    return ParseResult(text)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Boxes and points
+# ----------------------------------------------------------------------------------------------------------------
+
+
+_NUMBER_TYPES = frozenset((int, float))
+
+
+def _to_floats(values: object, width: int) -> list[float] | None:
+    """A JSON list of `width` numbers as floats (huge integers become +-inf); `None` otherwise (booleans included)."""
+    if type(values) is not list or len(values) != width or not {type(v) for v in values} <= _NUMBER_TYPES:
+        return None
+    try:
+        return [float(v) for v in values]
+    except OverflowError:  # an integer beyond float range: keep its sign, the sanitizer rejects it
+        return [float(v) if abs(v) < 1e308 else (float("inf") if v > 0 else float("-inf")) for v in values]
+
+
+def _json_payload(answer: str) -> str:
+    """The content of the first code fence (to the end if unterminated), else the whole answer."""
+    start = answer.find("```")
+    if start < 0:
+        return answer
+    body_start = start + 3
+    while body_start < len(answer) and (answer[body_start].isalnum() or answer[body_start] in "_+-"):
+        body_start += 1  # skip the info string ("json")
+    end = answer.find("```", body_start)
+    return answer[body_start:] if end < 0 else answer[body_start:end]
+
+
+def _decode_json(payload: str) -> list | None:
+    """Decode the first JSON array/object in `payload` (trailing text is ignored); `None` if it does not decode."""
+    bracket, brace = payload.find("["), payload.find("{")
+    start = bracket if brace < 0 or 0 <= bracket < brace else brace
+    if start < 0:
+        return None
+    try:
+        value, _ = _JSON_DECODER.raw_decode(payload, start)
+    except (ValueError, RecursionError):  # malformed / truncated JSON, huge integer literal, absurd nesting depth
+        return None
+    if type(value) is dict:
+        return [value]
+    return value if type(value) is list else None
+
+
+def _items_from_json(answer: str, key: str, width: int, max_items: int):
+    """
+    Shared JSON path of boxes (`bbox_2d`, width 4) and points (`point_2d`, width 2). Returns
+    `(coords, labels, num_items, num_malformed, well_formed)`, or `None` when nothing usable is there.
+    """
+    payload = _json_payload(answer)
+    items = _decode_json(payload)
+    coords: list[list[float]] = []
+    labels: list[str | None] = []
+    malformed = 0
+    if items is not None:
+        for item in items[:max_items] if len(items) > max_items else items:
+            floats = _to_floats(item.get(key), width) if type(item) is dict else None
+            if floats is None:
+                malformed += 1
+                continue
+            coords.append(floats)
+            label = item.get("label")
+            labels.append(label if type(label) is str else None)
+        if not coords and malformed == 0:
+            return None
+        return coords, labels, len(items), malformed, True
+    # Recovery for truncated / malformed JSON: every complete `{...}` object is an item.
+    key_re = _BBOX_KEY_RE if width == 4 else _POINT_KEY_RE
+    objects = _JSON_OBJECT_RE.findall(payload)
+    if not objects:
+        # No complete object (e.g. output cut inside the first item): fall back to bare key occurrences.
+        objects = [m.group(0) for m in key_re.finditer(payload)]
+    for obj in objects[:max_items]:
+        match = key_re.search(obj)
+        if match is None:
+            malformed += 1
+            continue
+        coords.append([float(g) for g in match.groups()])
+        label_match = _LABEL_KEY_RE.search(obj)
+        labels.append(_decode_json_string(label_match.group(1)) if label_match else None)
+    if not coords:
+        return None
+    return coords, labels, len(objects), malformed, False
+
+
+def _decode_json_string(body: str) -> str:
+    try:
+        return json.loads(f'"{body}"')
+    except ValueError:  # an invalid escape sequence: keep the raw text
+        return body
+
+
+def parse_boxes(
+    text: str,
+    format: Literal["auto", "json", "list", "qwen2_vl"] = "auto",
+    max_boxes: int = MAX_BOXES,
+    max_chars: int = MAX_CHARS,
+    extract: bool = True,
+) -> ParseResult[ParsedBoxes]:
+    """
+    Parse boxes from a completion.
+
+    Formats:
+
+    - `"json"`: Qwen2.5-VL `[{"bbox_2d": [x1, y1, x2, y2], "label": "..."}, ...]`, with or without a ```` ```json ````
+      fence; truncated output keeps every complete item (`well_formed=False`).
+    - `"list"`: plain `[x1, y1, x2, y2]` or `(x1, y1, x2, y2)` lists (every occurrence, in order).
+    - `"qwen2_vl"`: `(x1,y1),(x2,y2)`, with or without the `<|box_start|>`/`<|box_end|>` tokens (TRL decodes
+      completions with special tokens skipped). Labels come from `<|object_ref_start|>…<|object_ref_end|>` if present.
+    - `"auto"` (default): `"json"` if the answer mentions `bbox_2d`, else `"qwen2_vl"` if a coordinate pair is
+      found, else `"list"`.
+
+    Args:
+        text (`str`):
+            Completion text.
+        format (`str`, *optional*, defaults to `"auto"`):
+            One of `"auto"`, `"json"`, `"list"`, `"qwen2_vl"`.
+        max_boxes (`int`, *optional*, defaults to `1000`):
+            At most this many boxes are returned (`capped=True` beyond).
+        max_chars (`int`, *optional*, defaults to `65536`):
+            Longer inputs fail with `"too_long"`.
+        extract (`bool`, *optional*, defaults to `True`):
+            Parse only the answer region ([`extract_answer`]).
+
+    Example:
+
+    ```python
+    >>> r = parse_boxes('```json\\n[{"bbox_2d": [10, 20, 30, 40], "label": "cat"}]\\n```')
+    >>> r.value.boxes.tolist(), r.value.labels
+    ([[10.0, 20.0, 30.0, 40.0]], ('cat',))
+    >>> parse_boxes("The dog<|box_start|>(12,5),(300,400)<|box_end|>").value.boxes.tolist()
+    [[12.0, 5.0, 300.0, 400.0]]
+    >>> parse_boxes("The dog(12,5),(300,400)").value.format
+    'qwen2_vl'
+    >>> parse_boxes("I cannot see it.").error
+    'no_boxes'
+
+    ```
+    """
+    if format not in ("auto", "json", "list", "qwen2_vl"):
+        raise ValueError(f"Unknown box format {format!r}; expected 'auto', 'json', 'list' or 'qwen2_vl'.")
+    answer = _answer(text, extract, max_chars)
+    if not answer.ok:
+        return ParseResult(error=answer.error)
+    s = answer.value
+    if format == "json" or (format == "auto" and "bbox_2d" in s):
+        found = _items_from_json(s, "bbox_2d", 4, max_boxes)
+        if found is None:
+            return ParseResult(error="no_boxes")
+        coords, labels, num_items, malformed, well_formed = found
+        capped = num_items > max_boxes
+        return ParseResult(ParsedBoxes(coords, tuple(labels), num_items, malformed, "json", well_formed, capped))
+    if format in ("auto", "qwen2_vl"):
+        matches = _QWEN2_VL_BOX_RE.findall(s)
+        if matches or format == "qwen2_vl":
+            if not matches:
+                return ParseResult(error="no_boxes")
+            kept = matches[:max_boxes]
+            refs = _OBJECT_REF_RE.findall(s) if "<|object_ref_start|>" in s else []
+            labels = tuple(refs[i].strip() if i < len(refs) else None for i in range(len(kept)))
+            coords = [[float(v) for v in m] for m in kept]
+            capped = len(matches) > max_boxes
+            return ParseResult(ParsedBoxes(coords, labels, len(matches), 0, "qwen2_vl", True, capped))
+    matches = _LIST4_RE.findall(s)
+    if not matches:
+        return ParseResult(error="no_boxes")
+    kept = matches[:max_boxes]
+    coords = [[float(v) for v in m] for m in kept]
+    capped = len(matches) > max_boxes
+    return ParseResult(ParsedBoxes(coords, (None,) * len(kept), len(matches), 0, "list", True, capped))
+
+
+def parse_points(
+    text: str,
+    format: Literal["auto", "json", "list"] = "auto",
+    max_points: int = MAX_BOXES,
+    max_chars: int = MAX_CHARS,
+    extract: bool = True,
+) -> ParseResult[ParsedPoints]:
+    """
+    Parse points: Qwen2.5-VL JSON `[{"point_2d": [x, y], "label": "..."}, ...]` (`"json"`, tolerant like
+    [`parse_boxes`]) or plain `[x, y]` / `(x, y)` pairs (`"list"`). `"auto"` picks JSON if `point_2d` is present.
+
+    Example:
+
+    ```python
+    >>> parse_points('[{"point_2d": [5, 7], "label": "cup"}, {"point_2d": [1, 2]}]').value.points.tolist()
+    [[5.0, 7.0], [1.0, 2.0]]
+    >>> parse_points("<answer>(3, 4) and (5.5, 6)</answer>").value.points.tolist()
+    [[3.0, 4.0], [5.5, 6.0]]
+
+    ```
+    """
+    if format not in ("auto", "json", "list"):
+        raise ValueError(f"Unknown point format {format!r}; expected 'auto', 'json' or 'list'.")
+    answer = _answer(text, extract, max_chars)
+    if not answer.ok:
+        return ParseResult(error=answer.error)
+    s = answer.value
+    if format == "json" or (format == "auto" and "point_2d" in s):
+        found = _items_from_json(s, "point_2d", 2, max_points)
+        if found is None:
+            return ParseResult(error="no_points")
+        coords, labels, num_items, malformed, well_formed = found
+        capped = num_items > max_points
+        return ParseResult(ParsedPoints(coords, tuple(labels), num_items, malformed, "json", well_formed, capped))
+    matches = _LIST2_RE.findall(s)
+    if not matches:
+        return ParseResult(error="no_points")
+    kept = matches[:max_points]
+    coords = [[float(v) for v in m] for m in kept]
+    capped = len(matches) > max_points
+    return ParseResult(ParsedPoints(coords, (None,) * len(kept), len(matches), 0, "list", True, capped))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Counts and text
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _word_value(match: re.Match) -> int:
+    tens, unit, single = match.group(1), match.group(2), match.group(3)
+    if tens is not None:
+        return _WORD_VALUES[tens.lower()] + (_WORD_VALUES[unit.lower()] if unit else 0)
+    if single is not None:
+        return _WORD_VALUES[single.lower()]
+    return 100
+
+
+def parse_count(text: str, max_chars: int = MAX_CHARS, extract: bool = True) -> ParseResult[int]:
+    """
+    Parse a non-negative integer count, written in digits or in English words (`zero` … `ninety-nine`, `hundred`).
+
+    Inside `<answer>` tags the **last** integer wins (`"<answer>2 dogs + 1 dog = 3</answer>"` → 3). Without tags the
+    answer must contain exactly one distinct integer; several different ones fail with `"ambiguous_count"` rather than
+    guessing. Decimals (`3.5`) are not counts.
+
+    Example:
+
+    ```python
+    >>> parse_count("There are twenty-one birds.").value
+    21
+    >>> parse_count("<think>1, 2, 3</think><answer>3</answer>").value
+    3
+    >>> parse_count("2 or 3").error
+    'ambiguous_count'
+
+    ```
+    """
+    answer = _answer(text, extract, max_chars)
+    if not answer.ok:
+        return ParseResult(error=answer.error)
+    s = answer.value
+    values: list[int] = []
+    for match in _COUNT_RE.finditer(s):
+        token = match.group(0)
+        if token[0].isdigit():
+            digits = token.lstrip("0") or "0"
+            if len(digits) > MAX_COUNT_DIGITS:
+                return ParseResult(error="count_too_large")
+            values.append(int(digits))
+        else:
+            values.append(_word_value(match))
+    if not values:
+        return ParseResult(error="no_count")
+    tagged = isinstance(text, str) and extract and "<answer>" in text
+    if tagged or len(set(values)) == 1:
+        return ParseResult(values[-1])
+    return ParseResult(error="ambiguous_count")
+
+
+def parse_text(text: str, max_chars: int = MAX_CHARS, extract: bool = True) -> ParseResult[str]:
+    """
+    Free text (OCR): the answer region, stripped of surrounding whitespace and end-of-turn tokens. An empty answer is
+    a valid (empty) text. Normalization for scoring (Unicode, inner whitespace) is the reward's business.
+
+    Example:
+
+    ```python
+    >>> parse_text("<think>a page</think><answer>\\nHello  world\\n</answer>").value
+    'Hello  world'
+
+    ```
+    """
+    answer = _answer(text, extract, max_chars)
+    if not answer.ok or extract:
+        return answer
+    return ParseResult(answer.value.strip())
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Format checks
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def check_answer_format(text: str, require_think: bool = True, max_chars: int = MAX_CHARS) -> bool:
+    """
+    Whether the whole completion is `<think>…</think><answer>…</answer>` (or only `<answer>…</answer>` with
+    `require_think=False`); newlines are allowed inside and between the tags.
+
+    Example:
+
+    ```python
+    >>> check_answer_format("<think>\\nstep 1\\nstep 2\\n</think>\\n<answer>3</answer>")
+    True
+    >>> check_answer_format("<answer>3</answer>")
+    False
+
+    ```
+    """
+    if not isinstance(text, str) or len(text) > max_chars:
+        return False
+    pattern = _THINK_ANSWER_RE if require_think else _ANSWER_ONLY_RE
+    return pattern.fullmatch(text) is not None
+
+
+def check_qwen2_vl_grounding_format(text: str, max_chars: int = MAX_CHARS) -> bool:
+    """
+    Whether `text` (decoded **with** special tokens) is exactly
+    `<|object_ref_start|>PHRASE<|object_ref_end|><|box_start|>(x1,y1),(x2,y2)<|box_end|>` optionally followed by
+    `<|im_end|>`: Perception-R1's grounding format with its special tokens escaped.
+
+    Example:
+
+    ```python
+    >>> check_qwen2_vl_grounding_format("<|object_ref_start|>the cat<|object_ref_end|><|box_start|>(1,2),(3,4)<|box_end|><|im_end|>")
+    True
+    >>> check_qwen2_vl_grounding_format("<oops")
+    False
+
+    ```
+    """
+    if not isinstance(text, str) or len(text) > max_chars:
+        return False
+    return _QWEN2_VL_GROUNDING_RE.fullmatch(text.replace("<|endoftext|>", "")) is not None
