@@ -18,7 +18,7 @@ from .coco_detection import CocoDetection, CocoDetectionConfig, coco_categories,
 from .page_ocr import PageOcr, PageOcrConfig, load_page_ocr
 from .pixmo_count import PixmoCount, PixmoCountConfig, load_pixmo_count
 from .refcoco import RefCoco, RefCocoConfig, load_refcoco
-from .schema import PERCEPTION_FEATURES, TASKS, empty_row, perception_features
+from .schema import PERCEPTION_FEATURES, TASKS, empty_row, perception_features, select_perception_columns
 
 __all__ = [
     "PERCEPTION_FEATURES",
@@ -44,4 +44,5 @@ __all__ = [
     "load_pixmo_count",
     "load_refcoco",
     "perception_features",
+    "select_perception_columns",
 ]

@@ -33,6 +33,7 @@ import io
 import json
 import pickle
 import random
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -216,6 +217,23 @@ def write_coco_scale_fixture(
 
 # -- RefCOCO / RefCOCO+ / RefCOCOg -------------------------------------------------------------------------------
 
+
+class _Python2Pickler(pickle._Pickler):
+    """Writes `str` as Python-2 byte strings (``SHORT_BINSTRING``/``BINSTRING``), like the official refs files."""
+
+    dispatch = pickle._Pickler.dispatch.copy()
+
+    def save_py2_str(self, obj: str) -> None:
+        data = obj.encode("utf-8")
+        if len(data) < 256:
+            self.write(pickle.SHORT_BINSTRING + bytes([len(data)]) + data)
+        else:
+            self.write(pickle.BINSTRING + struct.pack("<i", len(data)) + data)
+        self.memoize(obj)
+
+    dispatch[str] = save_py2_str
+
+
 _REFER_SPLITS = {
     "unc": ["train", "val", "testA", "testB"],
     "umd": ["train", "val", "test"],
@@ -223,9 +241,14 @@ _REFER_SPLITS = {
 }
 
 
-def write_refcoco_fixture(root: str | Path, dataset: str = "refcoco", split_by: str = "unc") -> dict[str, Any]:
+def write_refcoco_fixture(
+    root: str | Path, dataset: str = "refcoco", split_by: str = "unc", python2_strings: bool = True
+) -> dict[str, Any]:
     """Write the refer-API layout: ``<root>/<dataset>/refs(<split_by>).p`` (protocol-2 pickle) + ``instances.json``,
     and ``<root>/images/mscoco/images/train2014/COCO_train2014_*.jpg``.
+
+    With ``python2_strings`` (default) the pickle stores strings as Python-2 byte strings, as the official files do;
+    one sentence contains non-ASCII text ("café") to exercise decoding.
 
     Two refs per split; the first ref of each split has two sentences, the second one. A ref's own ``file_name``
     carries the annotation-id suffix of the real files (it is not the image file; builders must ignore it).
@@ -263,6 +286,8 @@ def write_refcoco_fixture(root: str | Path, dataset: str = "refcoco", split_by: 
             for k in range(2 if r == 0 else 1):
                 sent_id += 1
                 raw = f"The {category['name']} number {r} on the {'left' if r == 0 else 'right'}, take {k}"
+                if s_index == 1 and r == 0 and k == 1:
+                    raw += " near the café"
                 sent = raw.lower().replace(",", "")
                 sents.append({"tokens": sent.split(), "raw": raw, "sent_id": sent_id, "sent": sent})
                 sentences.append(
@@ -285,7 +310,10 @@ def write_refcoco_fixture(root: str | Path, dataset: str = "refcoco", split_by: 
         draw_image(image_dir / file_name, width, height, image_boxes, seed=image_id)
     refs_file = data_dir / f"refs({split_by}).p"
     with open(refs_file, "wb") as f:
-        pickle.dump(refs, f, protocol=2)
+        if python2_strings:
+            _Python2Pickler(f, protocol=2).dump(refs)
+        else:
+            pickle.dump(refs, f, protocol=2)
     instances_file = data_dir / "instances.json"
     instances_file.write_text(
         json.dumps(

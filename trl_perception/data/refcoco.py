@@ -58,27 +58,45 @@ _FEATURES = perception_features(
 class _SafeUnpickler(pickle.Unpickler):
     """The refs files hold only lists/dicts/strings/numbers; refuse any class so a pickle cannot run code."""
 
+    # Python 3 writes `bytes` in protocol-2 pickles through `_codecs.encode` (pure, harmless); nothing else is allowed.
+    _ALLOWED: ClassVar[set[tuple[str, str]]] = {("_codecs", "encode")}
+
     def find_class(self, module, name):
+        if (module, name) in self._ALLOWED:
+            return super().find_class(module, name)
         raise pickle.UnpicklingError(f"refusing to load global {module}.{name} from a refs file")
 
 
 def load_refs(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """Load a refer-API ``refs(<split_by>).p`` (Python-2 pickles need ``latin1`` for byte strings)."""
+    """Load a refer-API ``refs(<split_by>).p``.
+
+    The official files are Python-2 pickles whose strings are byte strings; they are read as bytes and decoded as
+    UTF-8 (Latin-1 as a fallback), keys included, so Python-2 and Python-3 pickles give the same result.
+    """
     path = str(path)
-    for encoding in ("ASCII", "latin1"):
-        try:
-            with open(path, "rb") as f:
-                refs = _SafeUnpickler(f, encoding=encoding).load()
-            break
-        except UnicodeDecodeError:
-            continue
-        except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as e:
-            raise DataError(f"{path}: not a refer-API refs pickle ({type(e).__name__}: {e})") from e
-    else:  # pragma: no cover - latin1 decodes any byte string
-        raise DataError(f"{path}: cannot decode strings in the pickle")
+    try:
+        with open(path, "rb") as f:
+            refs = _decode(_SafeUnpickler(f, encoding="bytes").load())
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as e:
+        raise DataError(f"{path}: not a refer-API refs pickle ({type(e).__name__}: {e})") from e
     if not isinstance(refs, list):
         raise DataError(f"{path}: expected a list of ref dicts, got {type(refs).__name__}")
     return refs
+
+
+def _decode(obj: Any) -> Any:
+    if isinstance(obj, bytes):
+        try:
+            return obj.decode("utf-8")
+        except UnicodeDecodeError:
+            return obj.decode("latin1")
+    if isinstance(obj, list):
+        return [_decode(x) for x in obj]
+    if isinstance(obj, tuple):
+        return tuple(_decode(x) for x in obj)
+    if isinstance(obj, dict):
+        return {_decode(k): _decode(v) for k, v in obj.items()}
+    return obj
 
 
 def _text(value: Any) -> str:

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import datasets
 
-
 TASKS = ("grounding", "counting", "ocr", "detection")
 
 # Columns the rewards and the evaluation read. Builders may add task-specific columns after these.
@@ -67,6 +66,17 @@ def perception_features(extra: dict[str, datasets.features.FeatureType] | None =
             raise ValueError(f"Column {name!r} is part of the shared perception schema and cannot be redefined.")
         features[name] = feature
     return features
+
+
+def select_perception_columns(dataset: datasets.Dataset) -> datasets.Dataset:
+    """Keep only the shared columns, so datasets of different tasks can be concatenated for multi-task training.
+
+    Example:
+    ```python
+    >>> mixed = datasets.concatenate_datasets([select_perception_columns(d) for d in (refcoco, pixmo)])
+    ```
+    """
+    return dataset.select_columns(list(PERCEPTION_FEATURES))
 
 
 def empty_row(**values) -> dict:
