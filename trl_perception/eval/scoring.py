@@ -1,0 +1,196 @@
+# Copyright 2026 The trl-perception Authors. All rights reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Per-sample scoring: parse one completion, map it to original pixels, and score it against the row's GT.
+
+Parsing is `trl_perception.parsing` and coordinates go through `trl_perception.geometry` (the same code the rewards
+use). Each scorer returns a JSON-serializable `dict` that becomes one line of ``predictions.jsonl``:
+
+| key | meaning |
+|---|---|
+| ``failure`` | parse failure reason (one of `trl_perception.parsing.PARSE_ERRORS`) or ``None`` |
+| ``parsed`` | the value as the model wrote it (boxes in the model's frame, a count, a text) |
+| ``prediction`` | the value the metric uses (boxes in original pixels, count, text) |
+| ``score`` | a per-sample number, higher is better: grounding IoU, counting exact match (0/1), OCR 1 − normalized edit
+  distance, detection recall@0.5 (share of GT boxes hit by a same-class box with IoU ≥ 0.5; a diagnostic) |
+
+Example:
+
+```python
+>>> from trl_perception.geometry import ImageGeometry
+>>> row = {"width": 200, "height": 100, "boxes": [[20, 10, 120, 60]]}
+>>> r = score_grounding("(100,100),(600,600)", row, ImageGeometry(200, 100, 196, 112), frame="qwen2_vl")
+>>> r["prediction"], r["score"]
+([20.0, 10.0, 120.0, 60.0], 1.0)
+
+```
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from trl_perception.eval.metrics import normalized_edit_distance
+from trl_perception.geometry import FRAMES, ImageGeometry, box_iou, convert_boxes
+from trl_perception.parsing import parse_boxes, parse_count, parse_points, parse_text
+
+COUNT_MODES = ("auto", "boxes", "points", "integer")
+
+
+def _check_frame(frame: str) -> None:
+    if frame not in FRAMES:
+        raise ValueError(f"Unknown coordinate frame {frame!r}; expected one of {FRAMES}.")
+
+
+def _to_original(boxes: np.ndarray, frame: str, geometry: ImageGeometry) -> np.ndarray:
+    return np.asarray(convert_boxes(boxes, frame, "original", geometry), dtype=np.float64).reshape(-1, 4)
+
+
+def score_grounding(text: str, row: Mapping[str, Any], geometry: ImageGeometry, frame: str) -> dict[str, Any]:
+    """The first parsed box (as Perception-R1's evaluation) against the row's single GT box; IoU in original pixels.
+
+    A parse failure has IoU 0 and ``prediction`` ``None``.
+    """
+    _check_frame(frame)
+    result = parse_boxes(text)
+    gt = [float(v) for v in row["boxes"][0]]
+    if not result.ok:
+        return {"failure": result.error, "parsed": None, "prediction": None, "score": 0.0, "gt": gt}
+    parsed = result.value.boxes[0]
+    pred = _to_original(parsed, frame, geometry)[0]
+    iou = float(np.asarray(box_iou(pred[None], np.asarray([gt])))[0, 0])
+    return {"failure": None, "parsed": parsed.tolist(), "prediction": pred.tolist(), "score": iou, "gt": gt}
+
+
+def parse_count_prediction(text: str, mode: str = "auto") -> tuple[int | None, str | None, str | None]:
+    """Predicted count as ``(count, source, failure)``.
+
+    Modes: ``"boxes"`` counts parsed boxes (Perception-R1's counting protocol: one box per object; zero boxes is a
+    failure), ``"points"`` counts parsed points, ``"integer"`` reads a single integer answer, ``"auto"`` tries boxes,
+    then points, then an integer, and reports the first failure reason if all fail.
+
+    >>> parse_count_prediction('[{"bbox_2d": [1, 2, 3, 4]}, {"bbox_2d": [5, 6, 7, 8]}]')
+    (2, 'boxes', None)
+    >>> parse_count_prediction("<answer>7</answer>")
+    (7, 'integer', None)
+    """
+    if mode not in COUNT_MODES:
+        raise ValueError(f"Unknown count mode {mode!r}; expected one of {COUNT_MODES}.")
+    failures = []
+    if mode in ("auto", "boxes"):
+        boxes = parse_boxes(text)
+        if boxes.ok and len(boxes.value.boxes):
+            return len(boxes.value.boxes), "boxes", None
+        failures.append(boxes.error or "no_boxes")
+    if mode in ("auto", "points"):
+        points = parse_points(text)
+        if points.ok and len(points.value.points):
+            return len(points.value.points), "points", None
+        failures.append(points.error or "no_points")
+    if mode in ("auto", "integer"):
+        count = parse_count(text)
+        if count.ok:
+            return int(count.value), "integer", None
+        failures.append(count.error)
+    return None, None, failures[0]
+
+
+def score_counting(text: str, row: Mapping[str, Any], mode: str = "auto") -> dict[str, Any]:
+    """Exact match of the predicted count (see `parse_count_prediction`) with ``row["count"]``."""
+    count, source, failure = parse_count_prediction(text, mode)
+    gt = int(row["count"])
+    return {
+        "failure": failure,
+        "parsed": count,
+        "prediction": count,
+        "count_source": source,
+        "score": float(count == gt) if count is not None else 0.0,
+        "gt": gt,
+    }
+
+
+def score_ocr(text: str, row: Mapping[str, Any]) -> dict[str, Any]:
+    """The answer text (`trl_perception.parsing.parse_text`); a failure scores as an empty prediction.
+
+    ``score`` is 1 − normalized edit distance on the raw strings (the paper's metric, no normalization).
+    """
+    result = parse_text(text)
+    gt = row["text"] or ""
+    pred = result.value if result.ok else ""
+    return {
+        "failure": result.error,
+        "parsed": result.value,
+        "prediction": pred,
+        "score": 1.0 - normalized_edit_distance(pred, gt),
+        "gt": gt,
+    }
+
+
+def score_detection(
+    text: str,
+    row: Mapping[str, Any],
+    geometry: ImageGeometry,
+    frame: str,
+    name_to_id: Mapping[str, int],
+    iou_threshold: float = 0.5,
+) -> dict[str, Any]:
+    """Parsed detections in original pixels with COCO category ids (confidence 1.0 each, in output order).
+
+    Labels map to ids by exact name (surrounding whitespace ignored); unknown or missing labels are dropped and counted
+    in ``num_unknown_labels``. ``prediction`` is a list of ``{"bbox": [x1, y1, x2, y2], "label", "category_id",
+    "score": 1.0}``; the COCO results (``xywh``) are made from it by the runner.
+    """
+    _check_frame(frame)
+    gt_boxes = np.asarray(row["boxes"], dtype=np.float64).reshape(-1, 4)
+    gt_ids = [int(c) for c in row["category_ids"]]
+    result = parse_boxes(text)
+    base = {"gt": {"boxes": gt_boxes.tolist(), "category_ids": gt_ids}}
+    if not result.ok:
+        return {
+            **base,
+            "failure": result.error,
+            "parsed": None,
+            "prediction": [],
+            "num_unknown_labels": 0,
+            "score": 0.0 if len(gt_ids) else 1.0,
+        }
+    parsed = result.value
+    boxes = _to_original(parsed.boxes, frame, geometry)
+    detections, unknown = [], 0
+    for box, label in zip(boxes, parsed.labels):
+        category_id = name_to_id.get(label.strip()) if isinstance(label, str) else None
+        if category_id is None:
+            unknown += 1
+            continue
+        detections.append(
+            {"bbox": box.tolist(), "label": label.strip(), "category_id": int(category_id), "score": 1.0}
+        )
+    score = 1.0
+    if len(gt_ids):
+        if detections:
+            ious = np.asarray(box_iou(gt_boxes, np.asarray([d["bbox"] for d in detections])))
+            same = np.asarray(gt_ids)[:, None] == np.asarray([d["category_id"] for d in detections])[None, :]
+            score = float(((ious >= iou_threshold) & same).any(axis=1).mean())
+        else:
+            score = 0.0
+    return {
+        **base,
+        "failure": None,
+        "parsed": [{"bbox": b.tolist(), "label": lab} for b, lab in zip(parsed.boxes, parsed.labels)],
+        "prediction": detections,
+        "num_unknown_labels": unknown,
+        "score": score,
+    }
