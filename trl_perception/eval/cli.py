@@ -160,6 +160,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     # Task options.
     p.add_argument("--count-mode", default="auto", choices=COUNT_MODES)
+    p.add_argument(
+        "--out-of-image",
+        default="keep",
+        choices=("keep", "clip", "reject"),
+        help="boxes outside the image: keep (paper), clip (rewards' default) or reject",
+    )
     p.add_argument("--fox-order", action="store_true", help="OCR: Fox/GOT's swapped precision/recall/BLEU/METEOR")
     p.add_argument("--coco-gt", default=None, help="detection: COCO instances JSON (default: the builder's)")
     p.add_argument("--num-visualizations", type=int, default=8)
@@ -235,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         batch_size=args.batch_size,
         limit=args.limit,
         count_mode=args.count_mode,
+        out_of_image=args.out_of_image,
         fox_order=args.fox_order,
         coco_gt=args.coco_gt,
         num_visualizations=args.num_visualizations,

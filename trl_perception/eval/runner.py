@@ -86,6 +86,8 @@ class EvalConfig:
         batch_size: samples per generation call.
         limit: evaluate only the first ``limit`` rows (in dataset order); ``None`` = all.
         count_mode: counting only, see `trl_perception.eval.scoring.parse_count_prediction`.
+        out_of_image: grounding/detection, predicted boxes outside the image are kept (``"keep"``, the paper's
+            evaluation), clipped (``"clip"``, the rewards' default) or rejected (``"reject"``).
         fox_order: OCR only, compute precision/recall/BLEU/METEOR in Fox/GOT's swapped argument order.
         coco_gt: detection only, COCO GT (path or dict); default: the builder's annotation file, else built from rows.
         num_visualizations: samples drawn in ``visualizations/`` (0 disables pictures).
@@ -99,6 +101,7 @@ class EvalConfig:
     batch_size: int = 8
     limit: int | None = None
     count_mode: str = "auto"
+    out_of_image: str = "keep"
     fox_order: bool = False
     coco_gt: Any = None
     num_visualizations: int = 8
@@ -112,6 +115,8 @@ class EvalConfig:
             raise ValueError(f"Unknown coordinate frame {self.frame!r}; expected one of {FRAMES}.")
         if self.count_mode not in COUNT_MODES:
             raise ValueError(f"Unknown count mode {self.count_mode!r}; expected one of {COUNT_MODES}.")
+        if self.out_of_image not in ("keep", "clip", "reject"):
+            raise ValueError(f"out_of_image must be 'keep', 'clip' or 'reject', got {self.out_of_image!r}.")
         if self.batch_size < 1:
             raise ValueError("batch_size must be at least 1.")
         if self.limit is not None and self.limit < 0:
@@ -243,13 +248,13 @@ def _score(config: EvalConfig, row: dict, image, generation, name_to_id: dict[st
     geometry = ImageGeometry(width, height, *generation.model_image_size)
     text = generation.text
     if config.task == "grounding":
-        scored = score_grounding(text, row, geometry, config.frame)
+        scored = score_grounding(text, row, geometry, config.frame, config.out_of_image)
     elif config.task == "counting":
         scored = score_counting(text, row, config.count_mode)
     elif config.task == "ocr":
         scored = score_ocr(text, row)
     else:
-        scored = score_detection(text, row, geometry, config.frame, name_to_id)
+        scored = score_detection(text, row, geometry, config.frame, name_to_id, out_of_image=config.out_of_image)
     record = {"id": row.get("id"), "completion": text, **scored}
     if config.task == "detection":
         record["image_id"] = int(row["image_id"]) if row.get("image_id") is not None else None

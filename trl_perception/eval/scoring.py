@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from trl_perception.eval.metrics import normalized_edit_distance
-from trl_perception.geometry import FRAMES, ImageGeometry, box_iou, convert_boxes
+from trl_perception.geometry import FRAMES, ImageGeometry, box_iou, convert_boxes, sanitize_boxes
 from trl_perception.parsing import parse_boxes, parse_count, parse_points, parse_text
 
 COUNT_MODES = ("auto", "boxes", "points", "integer")
@@ -59,20 +59,40 @@ def _to_original(boxes: np.ndarray, frame: str, geometry: ImageGeometry) -> np.n
     return np.asarray(convert_boxes(boxes, frame, "original", geometry), dtype=np.float64).reshape(-1, 4)
 
 
-def score_grounding(text: str, row: Mapping[str, Any], geometry: ImageGeometry, frame: str) -> dict[str, Any]:
+def _sanitize(
+    boxes: np.ndarray, frame: str, geometry: ImageGeometry, out_of_image: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """The rewards' box policy (`trl_perception.geometry.sanitize_boxes`) in the model's frame: non-finite and inverted
+    boxes are invalid; out-of-image boxes are kept (``"keep"``, the paper's evaluation), clipped or rejected."""
+    return sanitize_boxes(boxes, geometry.extent(frame), out_of_image=out_of_image, inverted="reject")
+
+
+def score_grounding(
+    text: str, row: Mapping[str, Any], geometry: ImageGeometry, frame: str, out_of_image: str = "keep"
+) -> dict[str, Any]:
     """The first parsed box (as Perception-R1's evaluation) against the row's single GT box; IoU in original pixels.
 
-    A parse failure has IoU 0 and ``prediction`` ``None``.
+    A parse failure, or an invalid first box (non-finite or inverted: ``failure="invalid_box"``), has IoU 0 and
+    ``prediction`` ``None``. ``out_of_image`` is the rewards' option of the same name (default ``"keep"``: the paper's
+    evaluation does not clip).
     """
     _check_frame(frame)
     result = parse_boxes(text)
     gt = [float(v) for v in row["boxes"][0]]
     if not result.ok:
         return {"failure": result.error, "parsed": None, "prediction": None, "score": 0.0, "gt": gt}
-    parsed = result.value.boxes[0]
-    pred = _to_original(parsed, frame, geometry)[0]
+    parsed = np.asarray(result.value.boxes[:1], dtype=np.float64)
+    boxes, valid = _sanitize(parsed, frame, geometry, out_of_image)
+    if not valid[0]:
+        return {"failure": "invalid_box", "parsed": _jsonable(parsed[0]), "prediction": None, "score": 0.0, "gt": gt}
+    pred = _to_original(boxes, frame, geometry)[0]
     iou = float(np.asarray(box_iou(pred[None], np.asarray([gt])))[0, 0])
-    return {"failure": None, "parsed": parsed.tolist(), "prediction": pred.tolist(), "score": iou, "gt": gt}
+    return {"failure": None, "parsed": parsed[0].tolist(), "prediction": pred.tolist(), "score": iou, "gt": gt}
+
+
+def _jsonable(values: np.ndarray) -> list[float | None]:
+    """Floats for JSON, non-finite values as ``None`` (strict JSON has no NaN/Infinity)."""
+    return [float(v) if np.isfinite(v) else None for v in np.asarray(values, dtype=np.float64).tolist()]
 
 
 def parse_count_prediction(text: str, mode: str = "auto") -> tuple[int | None, str | None, str | None]:
@@ -146,11 +166,12 @@ def score_detection(
     frame: str,
     name_to_id: Mapping[str, int],
     iou_threshold: float = 0.5,
+    out_of_image: str = "keep",
 ) -> dict[str, Any]:
     """Parsed detections in original pixels with COCO category ids (confidence 1.0 each, in output order).
 
     Labels map to ids by exact name (surrounding whitespace ignored); unknown or missing labels are dropped and counted
-    in ``num_unknown_labels``. ``prediction`` is a list of ``{"bbox": [x1, y1, x2, y2], "label", "category_id",
+    in ``num_unknown_labels``; non-finite or inverted boxes are dropped and counted in ``num_invalid_boxes``. ``prediction`` is a list of ``{"bbox": [x1, y1, x2, y2], "label", "category_id",
     "score": 1.0}``; the COCO results (``xywh``) are made from it by the runner.
     """
     _check_frame(frame)
@@ -168,10 +189,14 @@ def score_detection(
             "score": 0.0 if len(gt_ids) else 1.0,
         }
     parsed = result.value
-    boxes = _to_original(parsed.boxes, frame, geometry)
-    detections, unknown = [], 0
-    for box, label in zip(boxes, parsed.labels):
+    sanitized, valid = _sanitize(np.asarray(parsed.boxes, dtype=np.float64), frame, geometry, out_of_image)
+    boxes = _to_original(sanitized, frame, geometry)
+    detections, unknown, invalid = [], 0, 0
+    for box, label, ok in zip(boxes, parsed.labels, valid):
         category_id = name_to_id.get(label.strip()) if isinstance(label, str) else None
+        if not ok:
+            invalid += 1
+            continue
         if category_id is None:
             unknown += 1
             continue
@@ -189,8 +214,9 @@ def score_detection(
     return {
         **base,
         "failure": None,
-        "parsed": [{"bbox": b.tolist(), "label": lab} for b, lab in zip(parsed.boxes, parsed.labels)],
+        "parsed": [{"bbox": _jsonable(b), "label": lab} for b, lab in zip(parsed.boxes, parsed.labels)],
         "prediction": detections,
         "num_unknown_labels": unknown,
+        "num_invalid_boxes": invalid,
         "score": score,
     }
