@@ -13,9 +13,12 @@
 # limitations under the License.
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from trl import GRPOConfig
+
+# Chat-template kwargs that would let the processor cut a prompt, and with it image tokens (huggingface/trl#4153).
+_TRUNCATING_TEMPLATE_KWARGS = ("truncation", "max_length")
 
 
 @dataclass
@@ -23,6 +26,98 @@ class PerceptionGRPOConfig(GRPOConfig):
     r"""
     Configuration class for [`PerceptionGRPOTrainer`].
 
-    It is [`~trl.GRPOConfig`] unchanged for now: every GRPO option (loss type, KL, sampling, vLLM) applies as in TRL.
-    Perception-specific options are added in their own group below as the trainer grows.
+    Every [`~trl.GRPOConfig`] option (loss type, KL, sampling, vLLM) applies as in TRL; the options below control the
+    perception-specific behaviour of the trainer. All of them default to the safe setting.
+
+    Parameters:
+        > Parameters that control the reward inputs
+
+        pass_model_image_sizes (`bool`, *optional*, defaults to `True`):
+            Whether to pass the reward functions a `model_image_sizes` keyword argument: for each sample, a list of
+            `[W_r, H_r]` per image, the smart-resized size the model actually sees (`grid * patch_size` from the
+            processor's `image_grid_thw`). Rewards use it to convert ground truth into the Qwen2.5-VL pixel frame
+            without re-deriving the resize.
+        task_column (`str` or `None`, *optional*, defaults to `"task"`):
+            Dataset column that routes rows to tasks. When rows carry it, reward statistics are also logged per task,
+            as `rewards/{task}/{reward_name}/mean` and `.../std` (NaN in batches without that task, so the keys are
+            the same on every rank and every step). Set to `None` to disable per-task metrics.
+
+        > Parameters that control generation
+
+        suppress_vision_tokens (`bool`, *optional*, defaults to `True`):
+            Whether to forbid the policy from sampling image/video/vision special tokens (`<|image_pad|>`,
+            `<|vision_start|>`, ...). TRL only suppresses the image token, and only with transformers generation; a
+            sampled vision token makes the training forward pass fail with an image-feature mismatch.
+        check_vllm_prompts (`bool`, *optional*, defaults to `True`):
+            With `use_vllm=True`, whether to verify, for every generation batch, that the prompt vLLM expanded is
+            token-for-token the prompt the trainer's processor built (one list comparison per prompt), and to probe
+            the pixel budget of vLLM's image processor against the trainer's at start-up. A mismatch raises a
+            `ValueError` naming the fix.
+        vllm_server_weight_sync (`bool`, *optional*, defaults to `True`):
+            In `vllm_mode="server"`, whether the trainer joins the server's weight-transfer group to push updated
+            weights after each optimizer step. vLLM's weight-transfer engines need CUDA; set this to `False` only to
+            generate through a server without syncing (frozen-policy rollouts, CPU smoke tests). The trainer then
+            refuses to generate after an optimizer step, instead of silently training off-policy.
     """
+
+    # Parameters that control the reward inputs
+    pass_model_image_sizes: bool = field(
+        default=True,
+        metadata={
+            "help": "Whether to pass reward functions `model_image_sizes`: per sample, `[W_r, H_r]` per image, the "
+            "smart-resized size the model sees (`image_grid_thw * patch_size`)."
+        },
+    )
+    task_column: str | None = field(
+        default="task",
+        metadata={
+            "help": "Dataset column routing rows to tasks; when present, reward stats are also logged per task as "
+            "`rewards/{task}/{reward_name}/mean|std`. `None` disables per-task metrics."
+        },
+    )
+
+    # Parameters that control generation
+    suppress_vision_tokens: bool = field(
+        default=True,
+        metadata={"help": "Whether to forbid sampling image/video/vision special tokens (transformers and vLLM)."},
+    )
+    check_vllm_prompts: bool = field(
+        default=True,
+        metadata={
+            "help": "With vLLM, whether to check at start-up that vLLM's image processor uses the trainer's pixel "
+            "budget, and for every batch that vLLM's expanded prompt equals the trainer's prompt token-for-token."
+        },
+    )
+    vllm_server_weight_sync: bool = field(
+        default=True,
+        metadata={
+            "help": "In server mode, whether to join the server's weight-transfer group (needs CUDA). `False` only "
+            "for generation without sync; the trainer then refuses to generate after an optimizer step."
+        },
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+
+        if self.use_vllm and self.vllm_mode == "colocate":
+            if self.vllm_max_model_length is None:
+                raise ValueError(
+                    "`use_vllm=True` with `vllm_mode='colocate'` needs `vllm_max_model_length`: otherwise vLLM sizes "
+                    "its context from the model config (128k tokens for Qwen2.5-VL) and reserves memory for it. Set "
+                    "it to at least the longest prompt, image tokens included, plus `max_completion_length` "
+                    f"({self.max_completion_length})."
+                )
+            if self.vllm_max_model_length <= self.max_completion_length:
+                raise ValueError(
+                    f"`vllm_max_model_length` ({self.vllm_max_model_length}) must exceed `max_completion_length` "
+                    f"({self.max_completion_length}), since the prompt and its image tokens share the same context. "
+                    "Raise `vllm_max_model_length` or lower `max_completion_length`."
+                )
+
+        truncating = sorted(set(_TRUNCATING_TEMPLATE_KWARGS) & set(self.chat_template_kwargs or {}))
+        if truncating:
+            raise ValueError(
+                f"`chat_template_kwargs` sets {truncating}, which lets the processor truncate prompts and cut image "
+                "tokens apart from their image features (huggingface/trl#4153). Remove them, and filter prompts that "
+                "are too long in the dataset instead."
+            )

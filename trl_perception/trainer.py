@@ -13,19 +13,311 @@
 # limitations under the License.
 from __future__ import annotations
 
-from trl import GRPOTrainer
+import functools
+import math
+from contextlib import contextmanager
+from typing import Any, ClassVar
 
-from .config import PerceptionGRPOConfig  # noqa: F401  (re-exported for type checkers)
+import torch
+import trl.trainer.grpo_trainer as _grpo_trainer_module
+from accelerate.logging import get_logger
+from accelerate.utils import broadcast_object_list, gather_object
+from trl import GRPOTrainer
+from trl.trainer.utils import nanstd
+
+from .config import PerceptionGRPOConfig
+from .vllm_utils import PerceptionVLLMGeneration, vision_token_ids
+
+logger = get_logger(__name__)
+
+
+@contextmanager
+def _vllm_generation_backend(factory):
+    # TRL 1.16 builds `VLLMGeneration` by name inside `GRPOTrainer.__init__`, with no hook to choose the class, and the
+    # server-mode constructor already joins the weight-transfer group, so the class must be chosen before it runs.
+    # Remove once: TRL exposes the generation backend class (or a factory) to subclasses.
+    original = _grpo_trainer_module.VLLMGeneration
+    _grpo_trainer_module.VLLMGeneration = factory
+    try:
+        yield
+    finally:
+        _grpo_trainer_module.VLLMGeneration = original
 
 
 class PerceptionGRPOTrainer(GRPOTrainer):
     """
-    [`~trl.GRPOTrainer`] for perception tasks on vision-language models (Perception-R1).
+    [`~trl.GRPOTrainer`] for perception tasks on vision-language models (Perception-R1,
+    [paper](https://huggingface.co/papers/2504.07954)).
 
     Datasets use TRL's native multimodal format: a conversational `prompt` plus an `image` (or `images`) column;
     every other column (ground-truth boxes, counts, text, image size) reaches the reward functions as keyword
-    arguments.
+    arguments. On top of [`~trl.GRPOTrainer`], this trainer:
+
+    - passes rewards `model_image_sizes` (per sample, `[W_r, H_r]` per image, from `image_grid_thw`), so rewards
+      convert coordinates with exactly the resize the model saw;
+    - logs reward statistics per task (`rewards/{task}/{reward_name}/mean|std`) when rows carry a `task` column;
+    - makes `use_vllm=True` correct for image prompts (no double image-token expansion, vLLM's prompt checked
+      token-for-token against the processor's, pixel budgets probed at start-up) and makes colocate weight sync work
+      on the vLLM CPU build (see [`~trl_perception.vllm_utils.PerceptionVLLMGeneration`]);
+    - never samples vision special tokens, with transformers or vLLM;
+    - validates the setup up front (left padding, no prompt truncation, vLLM context length) with actionable errors.
+
+    Args:
+        model, reward_funcs, args, train_dataset, eval_dataset, processing_class, **kwargs:
+            As for [`~trl.GRPOTrainer`]; `args` is a [`PerceptionGRPOConfig`] (a plain [`~trl.GRPOConfig`] gets the
+            perception defaults).
+
+    Example:
+
+    ```python
+    >>> from datasets import Dataset
+    >>> from PIL import Image
+    >>> from trl_perception import PerceptionGRPOConfig, PerceptionGRPOTrainer
+    >>> from trl_perception.testing import build_tiny_model
+
+    >>> def width_reward(completions, model_image_sizes, **kwargs):
+    ...     return [sizes[0][0] / 1000 for sizes in model_image_sizes]
+
+    >>> dataset = Dataset.from_dict(
+    ...     {"prompt": [[{"role": "user", "content": "Where is the cat?"}]] * 4, "image": [Image.new("RGB", (64, 48))] * 4}
+    ... )
+    >>> args = PerceptionGRPOConfig("out", per_device_train_batch_size=2, num_generations=2, max_completion_length=8,
+    ...                             max_steps=1, bf16=False, report_to="none")
+    >>> trainer = PerceptionGRPOTrainer(build_tiny_model("tiny"), width_reward, args=args, train_dataset=dataset)
+    >>> trainer.train()
+    ```
     """
 
-    _tag_names = ["trl", "grpo", "trl-perception"]
+    _tag_names: ClassVar[list[str]] = ["trl", "grpo", "trl-perception"]
     _name = "PerceptionGRPO"
+    _paper: ClassVar[dict[str, str]] = {
+        "title": "Perception-R1: Pioneering Perception Policy with Reinforcement Learning",
+        "id": "2504.07954",
+    }
+
+    def __init__(
+        self,
+        model,
+        reward_funcs=None,
+        args: PerceptionGRPOConfig | None = None,
+        train_dataset=None,
+        eval_dataset=None,
+        processing_class=None,
+        **kwargs: Any,
+    ):
+        # Args
+        if args is None:
+            model_name = model if isinstance(model, str) else model.config._name_or_path
+            args = PerceptionGRPOConfig(f"{str(model_name).rstrip('/').split('/')[-1]}-PerceptionGRPO")
+        defaults = PerceptionGRPOConfig.__dataclass_fields__
+        self.perception_args = {
+            name: getattr(args, name, defaults[name].default)
+            for name in (
+                "pass_model_image_sizes",
+                "task_column",
+                "suppress_vision_tokens",
+                "check_vllm_prompts",
+                "vllm_server_weight_sync",
+            )
+        }
+
+        # Processing class: a right-padded processor silently corrupts multimodal prompts (huggingface/trl#5785)
+        if processing_class is not None:
+            tokenizer = getattr(processing_class, "tokenizer", processing_class)
+            if getattr(tokenizer, "padding_side", "left") != "left":
+                raise ValueError(
+                    f"The processor's tokenizer pads on the {tokenizer.padding_side!r}; GRPO needs left padding, "
+                    "otherwise Qwen2-VL position ids and image features misalign (huggingface/trl#5785). Load it with "
+                    "`AutoProcessor.from_pretrained(path, padding_side='left')` or set "
+                    "`processor.tokenizer.padding_side = 'left'`."
+                )
+
+        # Model, processing class, rewards, vLLM: GRPOTrainer, with the perception vLLM backend
+        generation_factory = functools.partial(
+            PerceptionVLLMGeneration,
+            check_prompts=self.perception_args["check_vllm_prompts"],
+            server_weight_sync=self.perception_args["vllm_server_weight_sync"],
+        )
+        with _vllm_generation_backend(generation_factory):
+            super().__init__(
+                model=model,
+                reward_funcs=reward_funcs,
+                args=args,
+                train_dataset=train_dataset,
+                eval_dataset=eval_dataset,
+                processing_class=processing_class,
+                **kwargs,
+            )
+
+        # Vision geometry
+        image_processor = getattr(self.processing_class, "image_processor", None)
+        self._patch_size = getattr(image_processor, "patch_size", None)
+        self._merge_size = getattr(image_processor, "merge_size", None)
+        self._image_token_id = getattr(self.processing_class, "image_token_id", None)
+        self._model_image_sizes = None
+        self._seen_tasks: set[str] = set()
+
+        # Vision special tokens: TRL suppresses only the image token, and only with transformers generation
+        self._vision_token_ids = vision_token_ids(self._tokenizer) if self._is_vlm else {}
+        if self.perception_args["suppress_vision_tokens"] and self._vision_token_ids:
+            if self.use_vllm:
+                # `bad_words` is masked to -inf by vLLM (colocate and server), after tokenization to single ids.
+                bad_words = list(self.vllm_generation.generation_kwargs.get("bad_words") or [])
+                self.vllm_generation.generation_kwargs["bad_words"] = bad_words + [
+                    token for token in self._vision_token_ids if token not in bad_words
+                ]
+            else:
+                suppress = list(self.generation_config.suppress_tokens or [])
+                suppress += [i for i in self._vision_token_ids.values() if i not in suppress]
+                self.generation_config.suppress_tokens = suppress
+                self.generation_kwargs["suppress_tokens"] = suppress
+
+        # vLLM: context length and pixel-budget parity
+        self._vllm_max_model_len = None
+        if self.use_vllm:
+            if self.vllm_mode == "colocate":
+                self._vllm_max_model_len = self.vllm_generation.llm.llm_engine.model_config.max_model_len
+            else:
+                info = [None]
+                if self.accelerator.is_main_process:
+                    info = [self.vllm_generation.vllm_client.get_server_info()["model_config"]["max_model_len"]]
+                broadcast_object_list(info, from_process=0)
+                self._vllm_max_model_len = info[0]
+            if self._vllm_max_model_len <= self.max_completion_length:
+                raise ValueError(
+                    f"vLLM's context ({self._vllm_max_model_len} tokens) cannot hold any prompt plus "
+                    f"`max_completion_length` ({self.max_completion_length}). Raise `vllm_max_model_length` "
+                    "(colocate) or the server's `--max-model-len`."
+                )
+            if self.perception_args["check_vllm_prompts"] and self._is_vlm and self._image_token_id is not None:
+                probe_ids, probe_images = self._pixel_budget_probe()
+                self.vllm_generation.check_image_processor(probe_ids, probe_images)
+            if self.vllm_mode == "server" and not self.perception_args["vllm_server_weight_sync"]:
+                logger.warning(
+                    "`vllm_server_weight_sync=False`: rollouts come from the server's checkpoint, and the trainer "
+                    "stops at the first generation after an optimizer step."
+                )
+
+    # ---------------------------------------------------------------- start-up helpers
+
+    def _pixel_budget_probe(self):
+        """Trainer-side ids for two probe images at both ends of the pixel budget (fitting vLLM's context)."""
+        from PIL import Image
+
+        image_processor = self.processing_class.image_processor
+        factor = self._patch_size * self._merge_size
+        size = getattr(image_processor, "size", None) or {}
+        min_pixels = getattr(image_processor, "min_pixels", None) or size.get("shortest_edge") or factor * factor * 4
+        max_pixels = getattr(image_processor, "max_pixels", None) or size.get("longest_edge") or factor * factor * 256
+        # Above max_pixels when the context allows it, so a different `max_pixels` changes the token count.
+        token_budget = max(4, min(1024, (self._vllm_max_model_len - self.max_completion_length) // 2))
+        big_pixels = min(2 * max_pixels, token_budget * factor * factor)
+        big_height = max(factor, int(math.sqrt(big_pixels / 2)))
+        big = Image.new("RGB", (2 * big_height + 5, big_height), (128, 64, 32))
+        # Below min_pixels, so a different `min_pixels` changes the token count.
+        small_side = max(1, int(math.sqrt(min_pixels)) // 2)
+        small = Image.new("RGB", (small_side, small_side + 3), (32, 64, 128))
+        conversation = [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "image", "image": big},
+                    {"type": "image", "image": small},
+                    {"type": "text", "text": "?"},
+                ],
+            }
+        ]
+        tokenized = self.processing_class.apply_chat_template(
+            conversation=[conversation],
+            add_generation_prompt=True,
+            tokenize=True,
+            return_dict=True,
+            **self.chat_template_kwargs,
+        )
+        return list(tokenized["input_ids"][0]), [big, small]
+
+    # ---------------------------------------------------------------- generation
+
+    def _tokenize_prompts(self, prompts: list):
+        prompt_ids, images, multimodal_fields = super()._tokenize_prompts(prompts)
+        self._model_image_sizes = None
+        grid = multimodal_fields.get("image_grid_thw")
+        if images is None or grid is None or self._patch_size is None:
+            return prompt_ids, images, multimodal_fields
+
+        # One `tolist` per batch; rows of `image_grid_thw` follow the prompts' images in order.
+        rows = iter(grid.tolist())
+        sizes = []
+        merge = self._merge_size * self._merge_size
+        for index, (ids, img_list) in enumerate(zip(prompt_ids, images, strict=True)):
+            grids = [next(rows) for _ in img_list or []]
+            sizes.append([[w * self._patch_size, h * self._patch_size] for _, h, w in grids])
+            # Image tokens must survive tokenization intact (huggingface/trl#4153): one per merged patch.
+            expected = sum(t * h * w for t, h, w in grids) // merge
+            if self._image_token_id is not None and ids.count(self._image_token_id) != expected:
+                raise ValueError(
+                    f"Prompt {index} holds {ids.count(self._image_token_id)} image tokens but its images need "
+                    f"{expected}: the prompt was truncated or its template drops image placeholders. Never truncate "
+                    "multimodal prompts; filter long rows from the dataset instead."
+                )
+            if (
+                self._vllm_max_model_len is not None
+                and len(ids) + self.max_completion_length > self._vllm_max_model_len
+            ):
+                raise ValueError(
+                    f"Prompt {index} is {len(ids)} tokens (image tokens included); with `max_completion_length` "
+                    f"({self.max_completion_length}) it exceeds vLLM's context ({self._vllm_max_model_len}). Raise "
+                    "`vllm_max_model_length` (or the server's `--max-model-len`), lower `max_pixels`, or filter long "
+                    "rows from the dataset."
+                )
+        if self.perception_args["pass_model_image_sizes"]:
+            self._model_image_sizes = sizes
+        return prompt_ids, images, multimodal_fields
+
+    def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
+        unsynced_server = (
+            self.use_vllm and self.vllm_mode == "server" and not self.perception_args["vllm_server_weight_sync"]
+        )
+        if unsynced_server and self.state.global_step != self._last_loaded_step:
+            if self.state.global_step > 0:
+                self.vllm_generation.sync_weights()  # raises: the server cannot receive the new weights
+            # Before the first optimizer step the server's checkpoint is the policy: nothing to push.
+            self._last_loaded_step = self.state.global_step
+        return super()._generate_single_turn(
+            prompt_ids, images, multimodal_fields, num_generations, has_tool_images=has_tool_images
+        )
+
+    # ---------------------------------------------------------------- rewards
+
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        sizes, self._model_image_sizes = self._model_image_sizes, None
+        if sizes is not None and len(sizes) == len(inputs):
+            inputs = [{**example, "model_image_sizes": size} for example, size in zip(inputs, sizes, strict=True)]
+        rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+
+        task_column = self.perception_args["task_column"]
+        if task_column and task_column in inputs[0]:
+            self._log_task_metrics([example.get(task_column) for example in inputs], rewards_per_func)
+        return rewards_per_func
+
+    def _log_task_metrics(self, local_tasks: list, rewards_per_func: torch.Tensor) -> None:
+        """Reward mean/std per task and reward function; NaN for tasks absent from this batch."""
+        mode = "train" if self.model.training else "eval"
+        # `rewards_per_func` is gathered across ranks, in rank order, so the tasks are gathered the same way.
+        tasks = [str(task) for task in gather_object(local_tasks)]
+        self._seen_tasks.update(tasks)
+        weights = self.reward_weights.to(rewards_per_func.device)
+        for task in sorted(self._seen_tasks):
+            mask = torch.tensor([t == task for t in tasks], device=rewards_per_func.device)
+            rows = rewards_per_func[mask]
+            for i, name in enumerate(self.reward_func_names):
+                values = rows[:, i]
+                mean = torch.nanmean(values).item() if values.numel() else math.nan
+                std = nanstd(values).item() if values.numel() > 1 else math.nan
+                self._metrics[mode][f"rewards/{task}/{name}/mean"].append(mean)
+                self._metrics[mode][f"rewards/{task}/{name}/std"].append(std)
+            total = (rows * weights).nansum(dim=1)
+            total[torch.isnan(rows).all(dim=1)] = math.nan
+            self._metrics[mode][f"reward/{task}/mean"].append(
+                torch.nanmean(total).item() if total.numel() else math.nan
+            )

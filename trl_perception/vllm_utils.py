@@ -1,0 +1,269 @@
+# Copyright 2026 The trl-perception Authors. All rights reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""vLLM rollouts for image prompts: prompt parity with the HF processor, and weight sync that works on every platform.
+
+[`PerceptionVLLMGeneration`] is TRL's [`~trl.generation.vllm_generation.VLLMGeneration`] with four fixes, each
+scoped to what TRL 1.16 gets wrong for Qwen2-VL / Qwen2.5-VL image prompts:
+
+1. **Colocate prompts are sent un-expanded.** TRL sends the processor's ids, in which every image is already a run of
+   `<|image_pad|>` tokens, together with the raw image; vLLM expands each run *again* (a 79-token prompt becomes 93
+   tokens on the tiny model), so the rollout is generated from a corrupted context (huggingface/trl#6294, #6401).
+   Each run is collapsed to one placeholder and vLLM's own expansion is then checked against the processor's ids.
+2. **Server features are checked.** In server mode the image features are rendered by the server and re-anchored on
+   the trainer's ids; the number of image tokens the server computed must equal the run length in the trainer's ids.
+3. **Colocate weight sync works on the vLLM CPU build.** vLLM's CPU platform packs every linear weight into a oneDNN
+   / SGL kernel handle after loading and replaces `layer.weight` with an empty `Parameter` that has no
+   `weight_loader` (`dispatch_cpu_unquantized_gemm(layer, remove_weight=True)` in
+   `vllm/model_executor/layers/utils.py`). TRL's `model.load_weights(...)` then fails with `'Parameter' object has no
+   attribute 'weight_loader'`, and even a raw copy into the weight would be ignored, since the kernel computes from
+   the packed copy. On CPU the weights therefore go through vLLM's layerwise `reload_weights`, which restores the
+   checkpoint-format parameters, loads them and re-runs `process_weights_after_loading` (re-packing). The CUDA path
+   is TRL's, unchanged.
+4. **The encoder cache is reset after a sync.** vLLM caches vision-encoder outputs across requests, keyed by image
+   hash; TRL only resets the prefix cache, so an image seen before the sync would keep its stale embeddings.
+
+Example:
+
+```python
+>>> from trl_perception.vllm_utils import collapse_image_runs
+>>> collapse_image_runs([1, 9, 9, 9, 2, 9, 9, 3], image_token_id=9)
+[1, 9, 2, 9, 3]
+```
+"""
+
+from __future__ import annotations
+
+import logging
+
+from trl.generation.vllm_generation import VLLMGeneration
+from trl.import_utils import is_vllm_available
+
+logger = logging.getLogger(__name__)
+
+# Vision special tokens of the Qwen2-VL / Qwen2.5-VL vocabularies; the policy must never sample one.
+VISION_SPECIAL_TOKENS = ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>")
+
+
+def vision_token_ids(tokenizer) -> dict[str, int]:
+    """Ids of the vision special tokens that exist in `tokenizer`, by token string."""
+    ids = {}
+    for token in VISION_SPECIAL_TOKENS:
+        token_id = tokenizer.convert_tokens_to_ids(token)
+        if token_id is not None and token_id != tokenizer.unk_token_id:
+            ids[token] = token_id
+    return ids
+
+
+def collapse_image_runs(ids: list[int], image_token_id: int) -> list[int]:
+    """Replace every run of `image_token_id` by a single token: the un-expanded prompt vLLM expects with raw images.
+
+    Example:
+
+    ```python
+    >>> collapse_image_runs([5, 7, 7, 6], image_token_id=7)
+    [5, 7, 6]
+    ```
+    """
+    out = []
+    previous = None
+    for token in ids:
+        if not (token == image_token_id and previous == image_token_id):
+            out.append(token)
+        previous = token
+    return out
+
+
+def image_run_lengths(ids: list[int], image_token_id: int) -> list[int]:
+    """Lengths of the runs of `image_token_id` in `ids`, in order (one run per image)."""
+    lengths = []
+    run = 0
+    for token in ids:
+        if token == image_token_id:
+            run += 1
+        elif run:
+            lengths.append(run)
+            run = 0
+    if run:
+        lengths.append(run)
+    return lengths
+
+
+def pixel_budget(processing_class) -> str:
+    """Human-readable pixel budget of a processor's image processor, for error messages."""
+    image_processor = getattr(processing_class, "image_processor", processing_class)
+    size = getattr(image_processor, "size", None)
+    min_pixels = getattr(image_processor, "min_pixels", None)
+    max_pixels = getattr(image_processor, "max_pixels", None)
+    return f"min_pixels={min_pixels}, max_pixels={max_pixels}, size={size}"
+
+
+class PerceptionVLLMGeneration(VLLMGeneration):
+    """
+    [`~trl.generation.vllm_generation.VLLMGeneration`] with correct image prompts and platform-independent weight
+    sync; see the module docstring for the four fixes.
+
+    Args:
+        *args, **kwargs:
+            Arguments of [`~trl.generation.vllm_generation.VLLMGeneration`].
+        check_prompts (`bool`, *optional*, defaults to `True`):
+            Verify that vLLM's expansion of every image prompt equals the trainer's ids (colocate), and that the
+            server's image-token counts equal the trainer's runs (server).
+        server_weight_sync (`bool`, *optional*, defaults to `True`):
+            In server mode, join the server's NCCL weight-transfer group (needs CUDA). When `False`, the client only
+            generates and [`sync_weights`] raises.
+
+    Example:
+
+    ```python
+    >>> # Built by PerceptionGRPOTrainer when `use_vllm=True`; standalone use mirrors VLLMGeneration:
+    >>> generation = PerceptionVLLMGeneration(model, accelerator, processor, mode="colocate", max_model_length=1024)
+    >>> prompt_ids, completion_ids, logprobs, _ = generation.generate(prompt_ids, images, num_generations=1)
+    ```
+    """
+
+    def __init__(self, *args, check_prompts: bool = True, server_weight_sync: bool = True, **kwargs):
+        self.check_prompts = check_prompts
+        self.server_weight_sync = server_weight_sync
+        super().__init__(*args, **kwargs)
+        self.image_token_id = getattr(self.processing_class, "image_token_id", None)
+
+    def _init_vllm(self):
+        if self.mode == "server" and not self.server_weight_sync:
+            # TRL always joins the NCCL weight-transfer group, which fails without CUDA; generation alone needs only
+            # the HTTP client.
+            if not is_vllm_available():
+                raise ImportError("vLLM is not available and `use_vllm` is set to True. Install `trl[vllm]`.")
+            from trl.generation.vllm_client import VLLMClient
+
+            if self.accelerator.is_main_process:
+                base_url = self.server_base_url or f"http://{self.server_host}:{self.server_port}"
+                self.vllm_client = VLLMClient(
+                    base_url=base_url, group_port=self.group_port, connection_timeout=self.server_timeout
+                )
+            self.accelerator.wait_for_everyone()
+            return
+        try:
+            super()._init_vllm()
+        except NotImplementedError as error:
+            raise NotImplementedError(
+                f"{error} vLLM's weight-transfer engines (NCCL, CUDA IPC) need CUDA on both sides, so server mode "
+                "cannot sync weights here. Use `vllm_mode='colocate'`, or set `vllm_server_weight_sync=False` to "
+                "only generate through the server (the trainer then stops at the first generation after an "
+                "optimizer step)."
+            ) from error
+
+    # ---------------------------------------------------------------- weight sync
+
+    def sync_weights(self):
+        if self.mode == "server" and not self.server_weight_sync:
+            raise RuntimeError(
+                "The policy changed but `vllm_server_weight_sync=False`: the server would keep generating from stale "
+                "weights. Enable weight sync (needs CUDA) or use `vllm_mode='colocate'`."
+            )
+        from vllm.platforms import current_platform
+
+        if self.mode == "colocate" and current_platform.is_cpu():
+            # vLLM's CPU platform repacks linear weights and drops their `weight_loader`, so TRL's `load_weights`
+            # fails (see the module docstring). `reload_weights` restores, loads and re-packs layer by layer.
+            # Remove once: vLLM's CPU linear layers keep a loadable weight, or TRL syncs through `reload_weights`.
+            model_runner = self.llm.llm_engine.model_executor.driver_worker.model_runner
+            model_runner.reload_weights(weights_iterator=self._iter_named_params(), is_checkpoint_format=True)
+            self.llm.reset_prefix_cache()
+        else:
+            super().sync_weights()
+        self._reset_encoder_cache()
+
+    def _reset_encoder_cache(self):
+        # vLLM reuses vision-encoder outputs across requests (keyed by image hash); after new weights they are stale.
+        # Remove once: TRL resets the encoder cache in `VLLMGeneration.sync_weights`.
+        if self.mode == "colocate":
+            self.llm.llm_engine.reset_encoder_cache()
+        elif self.accelerator.is_main_process:
+            response = self.vllm_client.session.post(f"{self.vllm_client.base_url}/reset_encoder_cache")
+            if response.status_code != 200:
+                logger.warning(
+                    "Could not reset the vLLM server's encoder cache (HTTP %s): rollouts on images seen before this "
+                    "sync may use stale vision embeddings. Start the server with `VLLM_SERVER_DEV_MODE=1`.",
+                    response.status_code,
+                )
+
+    # ---------------------------------------------------------------- generation
+
+    def generate(self, prompts, images, num_generations, profiler=None):
+        if self.mode != "colocate" or images is None or self.image_token_id is None:
+            return super().generate(prompts, images, num_generations, profiler=profiler)
+
+        # huggingface/trl#6294: vLLM expands image placeholders itself, so send one placeholder per image.
+        # Remove once: TRL sends un-expanded prompts to vLLM (huggingface/trl#6718).
+        sent = [
+            collapse_image_runs(ids, self.image_token_id) if img_list else ids
+            for ids, img_list in zip(prompts, images, strict=True)
+        ]
+        vllm_prompt_ids, completion_ids, logprobs, logprob_token_ids = super().generate(
+            sent, images, num_generations, profiler=profiler
+        )
+        if self.check_prompts:
+            for index, (expected, got) in enumerate(zip(prompts, vllm_prompt_ids, strict=True)):
+                if list(got) != list(expected):
+                    raise ValueError(self._mismatch_message(index, expected, list(got)))
+        return list(prompts), completion_ids, logprobs, logprob_token_ids
+
+    def _mismatch_message(self, index: int, expected: list[int], got: list[int]) -> str:
+        ours = image_run_lengths(expected, self.image_token_id)
+        theirs = image_run_lengths(got, self.image_token_id)
+        return (
+            f"vLLM built a different prompt than the trainer's processor for sample {index}: {len(got)} tokens with "
+            f"image-token runs {theirs}, versus {len(expected)} tokens with runs {ours}. The two image processors "
+            f"disagree (trainer: {pixel_budget(self.processing_class)}); vLLM reads `preprocessor_config.json` from "
+            f"'{self.model.name_or_path}'. Save the trainer's processor into that checkpoint "
+            "(`processor.save_pretrained(path)`), or load the trainer's processor from it."
+        )
+
+    def _place_features(self, features, prompt_ids):
+        placed = super()._place_features(features, prompt_ids)
+        if placed is not None and self.check_prompts:
+            server = [p["length"] for p in features["mm_placeholders"]["image"]]
+            ours = [p["length"] for p in placed["mm_placeholders"]["image"]]
+            if server != ours:
+                raise ValueError(
+                    f"The vLLM server computed {server} image tokens for this prompt's images, but the trainer's "
+                    f"processor ({pixel_budget(self.processing_class)}) built runs of {ours}. Start the server from "
+                    "a checkpoint whose `preprocessor_config.json` has the trainer's pixel budget, or pass it with "
+                    '`--mm-processor-kwargs \'{"min_pixels": ..., "max_pixels": ...}\'`.'
+                )
+        return placed
+
+    def check_image_processor(self, probe_ids: list[int], probe_images: list) -> None:
+        """Start-up probe: vLLM must expand `probe_ids` (the trainer's ids for `probe_images`) identically.
+
+        The probe images are chosen to hit both ends of the pixel budget, so a `min_pixels` / `max_pixels` mismatch
+        between the trainer's processor and vLLM's is caught before the first rollout.
+        """
+        if self.mode == "colocate":
+            if self.enable_sleep_mode:
+                logger.info("Skipping the vLLM pixel-budget probe: the engine is asleep (`vllm_enable_sleep_mode`).")
+                return
+            from vllm import SamplingParams
+
+            request = {
+                "prompt_token_ids": collapse_image_runs(probe_ids, self.image_token_id),
+                "multi_modal_data": {"image": probe_images},
+            }
+            output = self.llm.generate([request], SamplingParams(max_tokens=1), use_tqdm=False)[0]
+            got = list(output.prompt_token_ids)
+            if got != list(probe_ids):
+                raise ValueError("Start-up probe failed. " + self._mismatch_message(0, list(probe_ids), got))
+        elif self.accelerator.is_main_process:
+            features = self.vllm_client.image_features([probe_images])[0]
+            self._place_features(features, probe_ids)
