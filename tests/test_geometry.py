@@ -309,3 +309,14 @@ def test_sanitize_points_rules():
     np.testing.assert_array_equal(out, [[5, 10], [0, 0], [0, 3]])
     _, valid = sanitize_points([[5, 25], [math.inf, 1], [-1, 3], [1, 1]], extent=(10, 10), out_of_image="reject")
     assert valid.tolist() == [False, False, False, True]
+
+
+def test_sanitize_accepts_one_extent_per_box():
+    boxes = [[0, 0, 50, 50], [0, 0, 50, 50]]
+    out, valid = sanitize_boxes(boxes, extent=np.array([[10, 20], [100, 100]]))
+    assert valid.all()
+    np.testing.assert_array_equal(out, [[0, 0, 10, 20], [0, 0, 50, 50]])
+    _, valid = sanitize_boxes(boxes, extent=np.array([[10, 20], [100, 100]]), out_of_image="reject")
+    assert valid.tolist() == [False, True]
+    pts, valid = sanitize_points([[50, 50], [50, 50]], extent=np.array([[10, 20], [100, 100]]))
+    np.testing.assert_array_equal(pts, [[10, 20], [50, 50]])

@@ -61,6 +61,9 @@ QWEN_MIN_PIXELS = 3136
 QWEN_MAX_PIXELS = 12845056
 QWEN2_VL_GRID = 1000.0
 
+# Degenerate input (inf - inf, overflow to inf) is handled explicitly below; numpy's warnings would only be noise.
+_QUIET = {"invalid": "ignore", "over": "ignore", "divide": "ignore"}
+
 
 # ----------------------------------------------------------------------------------------------------------------
 # Array helpers: numpy in, numpy out; torch tensors in, torch tensors out (computed in numpy, float64).
@@ -157,15 +160,16 @@ def box_area(boxes: Any, plus_one: bool = False) -> Any:
     ```
     """
     arr = _to_numpy(boxes, 4)
-    return _like(_area(arr, 1.0 if plus_one else 0.0), boxes)
+    with np.errstate(**_QUIET):
+        return _like(_area(arr, 1.0 if plus_one else 0.0), boxes)
 
 
 def _area(arr: np.ndarray, one: float) -> np.ndarray:
     # fmax (not maximum) maps NaN sides to 0, so a NaN box has zero area instead of poisoning the result.
-    with np.errstate(invalid="ignore", over="ignore"):
-        w = np.fmax(arr[..., 2] - arr[..., 0] + one, 0.0)
-        h = np.fmax(arr[..., 3] - arr[..., 1] + one, 0.0)
-        return w * h
+    # Callers silence floating-point warnings (inf - inf, overflow) once, around the whole computation.
+    w = np.fmax(arr[..., 2] - arr[..., 0] + one, 0.0)
+    h = np.fmax(arr[..., 3] - arr[..., 1] + one, 0.0)
+    return w * h
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -363,24 +367,29 @@ def convert_boxes(boxes: Any, src: Frame, dst: Frame, geometry: ImageGeometry) -
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _pairwise_inter_union(a: np.ndarray, b: np.ndarray, one: float) -> tuple[np.ndarray, np.ndarray]:
+def _pairwise(a: np.ndarray, b: np.ndarray, one: float, giou: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """Pairwise IoU (clipped to [0, 1]) and optionally GIoU (clipped to [-1, 1]); call under `np.errstate(**_QUIET)`."""
     area_a = _area(a, one)
     area_b = _area(b, one)
-    with np.errstate(invalid="ignore", over="ignore"):
-        lt = np.maximum(a[:, None, :2], b[None, :, :2])
-        rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-        wh = np.fmax(rb - lt + one, 0.0)
-        inter = wh[..., 0] * wh[..., 1]
-        union = area_a[:, None] + area_b[None, :] - inter
-    return inter, union
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    wh = np.fmax(rb - lt + one, 0.0)
+    inter = wh[..., 0] * wh[..., 1]
+    union = area_a[:, None] + area_b[None, :] - inter
+    iou = np.clip(_safe_ratio(inter, union), 0.0, 1.0)
+    if not giou:
+        return iou, None
+    lt = np.minimum(a[:, None, :2], b[None, :, :2])
+    rb = np.maximum(a[:, None, 2:], b[None, :, 2:])
+    wh = np.fmax(rb - lt + one, 0.0)
+    enclosing = wh[..., 0] * wh[..., 1]
+    return iou, np.clip(iou - _safe_ratio(enclosing - union, enclosing), -1.0, 1.0)
 
 
 def _safe_ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     # IoU is 0 when the union is not a positive finite number (two empty boxes, overflow); never NaN.
     ok = (den > 0) & np.isfinite(den) & np.isfinite(num)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = np.where(ok, num / np.where(ok, den, 1.0), 0.0)
-    return out
+    return np.where(ok, num / np.where(ok, den, 1.0), 0.0)
 
 
 def box_iou(boxes1: Any, boxes2: Any, plus_one: bool = False) -> Any:
@@ -410,8 +419,9 @@ def box_iou(boxes1: Any, boxes2: Any, plus_one: bool = False) -> Any:
     """
     a = _to_numpy(boxes1, 4).reshape(-1, 4)
     b = _to_numpy(boxes2, 4).reshape(-1, 4)
-    inter, union = _pairwise_inter_union(a, b, 1.0 if plus_one else 0.0)
-    return _like(np.clip(_safe_ratio(inter, union), 0.0, 1.0), boxes1)
+    with np.errstate(**_QUIET):
+        iou, _ = _pairwise(a, b, 1.0 if plus_one else 0.0, giou=False)
+    return _like(iou, boxes1)
 
 
 def generalized_box_iou(boxes1: Any, boxes2: Any, plus_one: bool = False) -> Any:
@@ -431,16 +441,30 @@ def generalized_box_iou(boxes1: Any, boxes2: Any, plus_one: bool = False) -> Any
     """
     a = _to_numpy(boxes1, 4).reshape(-1, 4)
     b = _to_numpy(boxes2, 4).reshape(-1, 4)
-    one = 1.0 if plus_one else 0.0
-    inter, union = _pairwise_inter_union(a, b, one)
-    iou = _safe_ratio(inter, union)
-    with np.errstate(invalid="ignore", over="ignore"):
-        lt = np.minimum(a[:, None, :2], b[None, :, :2])
-        rb = np.maximum(a[:, None, 2:], b[None, :, 2:])
-        wh = np.fmax(rb - lt + one, 0.0)
-        enclosing = wh[..., 0] * wh[..., 1]
-        penalty = _safe_ratio(enclosing - union, enclosing)
-    return _like(np.clip(iou - penalty, -1.0, 1.0), boxes1)
+    with np.errstate(**_QUIET):
+        _, giou = _pairwise(a, b, 1.0 if plus_one else 0.0, giou=True)
+    return _like(giou, boxes1)
+
+
+def box_iou_giou(boxes1: Any, boxes2: Any, plus_one: bool = False) -> tuple[Any, Any]:
+    """
+    `(box_iou(boxes1, boxes2), generalized_box_iou(boxes1, boxes2))` computed together (the intersection and union
+    are shared), for callers that need both, such as DETR-style matching.
+
+    Example:
+
+    ```python
+    >>> iou, giou = box_iou_giou([[0, 0, 10, 10]], [[20, 0, 30, 10]])
+    >>> iou.tolist(), giou.tolist()
+    ([[0.0]], [[-0.3333333333333333]])
+
+    ```
+    """
+    a = _to_numpy(boxes1, 4).reshape(-1, 4)
+    b = _to_numpy(boxes2, 4).reshape(-1, 4)
+    with np.errstate(**_QUIET):
+        iou, giou = _pairwise(a, b, 1.0 if plus_one else 0.0, giou=True)
+    return _like(iou, boxes1), _like(giou, boxes1)
 
 
 def paired_box_iou(boxes1: Any, boxes2: Any, plus_one: bool = False) -> Any:
@@ -460,11 +484,11 @@ def paired_box_iou(boxes1: Any, boxes2: Any, plus_one: bool = False) -> Any:
     if a.shape != b.shape:
         raise ValueError(f"paired_box_iou needs two arrays of the same shape, got {a.shape} and {b.shape}.")
     one = 1.0 if plus_one else 0.0
-    with np.errstate(invalid="ignore", over="ignore"):
+    with np.errstate(**_QUIET):
         wh = np.fmax(np.minimum(a[:, 2:], b[:, 2:]) - np.maximum(a[:, :2], b[:, :2]) + one, 0.0)
         inter = wh[:, 0] * wh[:, 1]
         union = _area(a, one) + _area(b, one) - inter
-    return _like(np.clip(_safe_ratio(inter, union), 0.0, 1.0), boxes1)
+        return _like(np.clip(_safe_ratio(inter, union), 0.0, 1.0), boxes1)
 
 
 def paired_generalized_box_iou(boxes1: Any, boxes2: Any, plus_one: bool = False) -> Any:
@@ -474,7 +498,7 @@ def paired_generalized_box_iou(boxes1: Any, boxes2: Any, plus_one: bool = False)
     if a.shape != b.shape:
         raise ValueError(f"paired_generalized_box_iou needs same-shape arrays, got {a.shape} and {b.shape}.")
     one = 1.0 if plus_one else 0.0
-    with np.errstate(invalid="ignore", over="ignore"):
+    with np.errstate(**_QUIET):
         wh = np.fmax(np.minimum(a[:, 2:], b[:, 2:]) - np.maximum(a[:, :2], b[:, :2]) + one, 0.0)
         inter = wh[:, 0] * wh[:, 1]
         union = _area(a, one) + _area(b, one) - inter
@@ -504,7 +528,7 @@ def sanitize_boxes(
     1. A box with any NaN or infinite coordinate is **rejected**.
     2. An inverted box (`x2 < x1` or `y2 < y1`) is **rejected** (`inverted="reject"`, default) or has its
        coordinates swapped (`inverted="swap"`).
-    3. With `extent=(X, Y)` (the frame's image size), a box outside `[0, X] x [0, Y]` is **clipped** to it
+    3. With `extent=(X, Y)` (the frame's image size, or one `(X, Y)` per box as an `(N, 2)` array), a box outside `[0, X] x [0, Y]` is **clipped** to it
        (`out_of_image="clip"`, default; a box entirely outside becomes zero-area and scores IoU 0), **rejected** if any
        coordinate lies outside (`"reject"`), or left as is (`"keep"`).
 
@@ -531,14 +555,22 @@ def sanitize_boxes(
     else:
         valid &= (arr[:, 2] >= arr[:, 0]) & (arr[:, 3] >= arr[:, 1])
     if extent is not None and out_of_image != "keep":
-        ex, ey = float(extent[0]), float(extent[1])
+        ex, ey = _extent_columns(extent, len(arr))
         if out_of_image == "clip":
-            np.clip(arr[:, 0::2], 0.0, ex, out=arr[:, 0::2])
-            np.clip(arr[:, 1::2], 0.0, ey, out=arr[:, 1::2])
+            arr[:, 0::2] = np.clip(arr[:, 0::2], 0.0, ex)
+            arr[:, 1::2] = np.clip(arr[:, 1::2], 0.0, ey)
         else:
-            valid &= (arr[:, :2] >= 0).all(axis=1) & (arr[:, 2] <= ex) & (arr[:, 3] <= ey)
+            valid &= (arr[:, :2] >= 0).all(axis=1) & (arr[:, 2:3] <= ex).all(axis=1) & (arr[:, 3:4] <= ey).all(axis=1)
     arr[~valid] = 0.0
     return arr, valid
+
+
+def _extent_columns(extent: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """`(X, Y)` as column vectors of shape `(n, 1)`, from one extent or one extent per row (shape `(n, 2)`)."""
+    ext = np.asarray(extent, dtype=np.float64)
+    if ext.ndim == 1:
+        ext = np.broadcast_to(ext, (n, 2))
+    return ext[:, 0:1], ext[:, 1:2]
 
 
 def sanitize_points(
@@ -546,7 +578,7 @@ def sanitize_points(
 ) -> tuple[np.ndarray, np.ndarray]:
     """
     Points counterpart of [`sanitize_boxes`]: non-finite points are rejected; points outside `[0, X] x [0, Y]` are
-    clipped (default), rejected or kept. Returns `(points, valid)`.
+    clipped (default), rejected or kept. `extent` is one `(X, Y)` or one per point. Returns `(points, valid)`.
 
     Example:
 
@@ -563,11 +595,11 @@ def sanitize_points(
     valid = np.isfinite(arr).all(axis=1)
     arr[~valid] = 0.0
     if extent is not None and out_of_image != "keep":
-        ex, ey = float(extent[0]), float(extent[1])
+        ex, ey = _extent_columns(extent, len(arr))
         if out_of_image == "clip":
-            np.clip(arr[:, 0], 0.0, ex, out=arr[:, 0])
-            np.clip(arr[:, 1], 0.0, ey, out=arr[:, 1])
+            arr[:, 0:1] = np.clip(arr[:, 0:1], 0.0, ex)
+            arr[:, 1:2] = np.clip(arr[:, 1:2], 0.0, ey)
         else:
-            valid &= (arr >= 0).all(axis=1) & (arr[:, 0] <= ex) & (arr[:, 1] <= ey)
+            valid &= (arr >= 0).all(axis=1) & (arr[:, 0:1] <= ex).all(axis=1) & (arr[:, 1:2] <= ey).all(axis=1)
     arr[~valid] = 0.0
     return arr, valid

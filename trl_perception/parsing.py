@@ -151,6 +151,7 @@ _LIST4_RE = re.compile(rf"[\[(]\s*({_NUM})\s*,\s*({_NUM})\s*,\s*({_NUM})\s*,\s*(
 _LIST2_RE = re.compile(rf"[\[(]\s*({_NUM})\s*,\s*({_NUM})\s*[\])]")
 _QWEN2_VL_BOX_RE = re.compile(rf"\(\s*({_NUM})\s*,\s*({_NUM})\s*\)\s*,\s*\(\s*({_NUM})\s*,\s*({_NUM})\s*\)")
 _OBJECT_REF_RE = re.compile(r"<\|object_ref_start\|>([^<]*)<\|object_ref_end\|>")
+_FENCE_INFO_RE = re.compile(r"[A-Za-z0-9_+-]*")
 _JSON_OBJECT_RE = re.compile(r"\{[^{}]*\}")
 _BBOX_KEY_RE = re.compile(rf'"bbox_2d"\s*:\s*\[\s*({_NUM})\s*,\s*({_NUM})\s*,\s*({_NUM})\s*,\s*({_NUM})\s*\]')
 _POINT_KEY_RE = re.compile(rf'"point_2d"\s*:\s*\[\s*({_NUM})\s*,\s*({_NUM})\s*\]')
@@ -273,10 +274,10 @@ _NUMBER_TYPES = frozenset((int, float))
 
 def _to_floats(values: object, width: int) -> list[float] | None:
     """A JSON list of `width` numbers as floats (huge integers become +-inf); `None` otherwise (booleans included)."""
-    if type(values) is not list or len(values) != width or not {type(v) for v in values} <= _NUMBER_TYPES:
+    if type(values) is not list or len(values) != width or not all(map(_NUMBER_TYPES.__contains__, map(type, values))):
         return None
     try:
-        return [float(v) for v in values]
+        return list(map(float, values))
     except OverflowError:  # an integer beyond float range: keep its sign, the sanitizer rejects it
         return [float(v) if abs(v) < 1e308 else (float("inf") if v > 0 else float("-inf")) for v in values]
 
@@ -286,9 +287,7 @@ def _json_payload(answer: str) -> str:
     start = answer.find("```")
     if start < 0:
         return answer
-    body_start = start + 3
-    while body_start < len(answer) and (answer[body_start].isalnum() or answer[body_start] in "_+-"):
-        body_start += 1  # skip the info string ("json")
+    body_start = _FENCE_INFO_RE.match(answer, start + 3).end()  # skip the info string ("json")
     end = answer.find("```", body_start)
     return answer[body_start:] if end < 0 else answer[body_start:end]
 
