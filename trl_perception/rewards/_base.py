@@ -1,0 +1,207 @@
+# Copyright 2026 The trl-perception Authors. All rights reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Shared machinery of the perception rewards: TRL call convention, task filtering, frames, metric logging."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..geometry import FRAMES, QWEN_FACTOR, QWEN_MAX_PIXELS, QWEN_MIN_PIXELS, _smart_resize, frame_extent
+
+
+def completion_text(completion: Any) -> Any:
+    """
+    Text of one TRL completion: a plain string, or the content of the last message of a conversational completion
+    (`[{"role": "assistant", "content": ...}]`; list-of-parts contents are joined). Anything else is returned as is,
+    and the parsers reject it (`"not_a_string"`).
+    """
+    if type(completion) is str:
+        return completion
+    if type(completion) is list and completion and type(completion[-1]) is dict:
+        completion = completion[-1]
+    if isinstance(completion, dict):
+        content = completion.get("content")
+        if type(content) is list:
+            return "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+        return content
+    return completion
+
+
+class PerceptionReward:
+    """
+    Base class of every reward: a callable following TRL's reward API,
+    `reward(prompts, completions, completion_ids=None, **kwargs) -> list[float | None]`.
+
+    Dataset columns arrive as keyword lists (one entry per completion). The base class handles what every reward
+    shares:
+
+    - **task filtering**: with `task` set (each reward has a default), rows whose `task` column holds another task get
+      `None` ("not applicable"); rows without a `task` column, or with `task=None`, are scored;
+    - **frames**: [`scales_and_extents`] maps ground truth from original pixels into the model's frame, using the
+      `model_image_sizes` column when present and `smart_resize(height, width, factor, min_pixels, max_pixels)`
+      otherwise;
+    - **metrics**: [`_score`] returns a dict of component metrics, logged as `f"{__name__}/{key}"` through TRL's
+      `log_metric` kwarg. A metric is logged on a call when at least one row defines it; undefined metrics are
+      omitted rather than logged as NaN, because TRL 1.16 sums the logged values of a step (a single NaN would turn
+      the step's average into NaN) and already merges metric names across ranks.
+
+    Args:
+        name (`str`, *optional*):
+            The reward's `__name__` (TRL names its `rewards/<name>/mean` logs after it). Defaults to the registry name.
+        task (`str` or `None`, *optional*):
+            Rows whose `task` column differs are not applicable (`None`). Defaults to the reward's own task.
+        frame (`str`, *optional*, defaults to `"qwen2_5_vl"`):
+            Coordinate frame of the model's output: `"qwen2_5_vl"` (resized-input pixels), `"qwen2_vl"` (0-1000),
+            `"normalized"` (0-1) or `"original"` (source pixels).
+        min_pixels (`int`, *optional*, defaults to `3136`):
+            Processor `min_pixels`, for `smart_resize` when no `model_image_sizes` column is given.
+        max_pixels (`int`, *optional*, defaults to `12845056`):
+            Processor `max_pixels` (Perception-R1 trained with `1_000_000`).
+        factor (`int`, *optional*, defaults to `28`):
+            Processor patch size x merge size.
+    """
+
+    default_name = "perception_reward"
+    default_task: str | None = None
+
+    def __init__(
+        self,
+        name: str | None = None,
+        task: str | None = "default",
+        frame: str = "qwen2_5_vl",
+        min_pixels: int = QWEN_MIN_PIXELS,
+        max_pixels: int = QWEN_MAX_PIXELS,
+        factor: int = QWEN_FACTOR,
+    ):
+        if frame not in FRAMES:
+            raise ValueError(f"Unknown frame {frame!r}; expected one of {FRAMES}.")
+        if min_pixels <= 0 or max_pixels < min_pixels or factor <= 0:
+            raise ValueError(
+                f"Invalid resize settings: min_pixels={min_pixels}, max_pixels={max_pixels}, factor={factor}."
+            )
+        self.__name__ = name or self.default_name
+        self.task = self.default_task if task == "default" else task
+        self.frame = frame
+        self.min_pixels = int(min_pixels)
+        self.max_pixels = int(max_pixels)
+        self.factor = int(factor)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.__name__!r}, task={self.task!r}, frame={self.frame!r})"
+
+    # -- TRL entry point ---------------------------------------------------------------------------------------
+
+    def __call__(
+        self,
+        prompts: Sequence[Any] | None = None,
+        completions: Sequence[Any] | None = None,
+        completion_ids=None,
+        **kwargs,
+    ) -> list[float | None]:
+        if completions is None:
+            raise TypeError(f"{self.__name__} needs `completions` (TRL passes them as a keyword argument).")
+        n = len(completions)
+        rows = self._applicable_rows(n, kwargs)
+        rewards: list[float | None] = [None] * n
+        if rows:
+            texts = [completion_text(completions[i]) for i in rows]
+            values, metrics = self._score(texts, rows, kwargs, completion_ids)
+            for i, value in zip(rows, values, strict=True):
+                rewards[i] = None if value is None else float(value)
+            self._log(kwargs.get("log_metric"), metrics)
+        return rewards
+
+    def _score(
+        self, texts: list[Any], rows: list[int], kwargs: dict[str, Any], completion_ids: Any
+    ) -> tuple[Sequence[float | None], dict[str, float]]:
+        """Score the applicable rows (`texts[k]` is the completion of row `rows[k]`); return rewards and metrics."""
+        raise NotImplementedError
+
+    # -- helpers ------------------------------------------------------------------------------------------------
+
+    def _applicable_rows(self, n: int, kwargs: dict[str, Any]) -> list[int]:
+        tasks = kwargs.get("task")
+        if self.task is None or tasks is None:
+            return list(range(n))
+        return [i for i in range(n) if tasks[i] is None or tasks[i] == self.task]
+
+    def _log(self, log_metric: Callable[[str, float], None] | None, metrics: dict[str, float]) -> None:
+        if log_metric is None:
+            return
+        for key, value in metrics.items():
+            if value is not None and not math.isnan(value):
+                log_metric(f"{self.__name__}/{key}", float(value))
+
+    @staticmethod
+    def _column(kwargs: dict[str, Any], name: str, reward_name: str) -> Sequence[Any]:
+        column = kwargs.get(name)
+        if column is None:
+            raise ValueError(
+                f"Reward {reward_name!r} needs the dataset column {name!r} (see trl_perception/data/schema.py); "
+                f"got columns {sorted(k for k in kwargs if k not in ('log_metric', 'log_extra', 'trainer_state'))}."
+            )
+        return column
+
+    def scales_and_extents(self, kwargs: dict[str, Any], rows: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """
+        Per row: `scale` (shape `(n, 2)`), mapping original pixels into `self.frame`, and the frame's `extent`
+        `(X, Y)` (shape `(n, 2)`). For `frame="original"` without size columns, the scale is 1 and the extent infinite.
+        """
+        n = len(rows)
+        widths, heights = kwargs.get("width"), kwargs.get("height")
+        if widths is None or heights is None:
+            if self.frame == "original":
+                return np.ones((n, 2)), np.full((n, 2), np.inf)
+            self._column(kwargs, "width" if widths is None else "height", self.__name__)
+        size = np.array([(widths[i], heights[i]) for i in rows], dtype=np.float64).reshape(n, 2)
+        if not (size > 0).all():  # also catches None (NaN) sizes
+            bad = rows[int(np.flatnonzero(~(size > 0).all(axis=1))[0])]
+            raise ValueError(
+                f"Row {bad} has an invalid image size {widths[bad]}x{heights[bad]}; {self.__name__} needs it."
+            )
+        if self.frame == "qwen2_5_vl":
+            sizes = kwargs.get("model_image_sizes")
+            resized = [_first_size(sizes[i]) if sizes is not None else None for i in rows]
+            args = (self.factor, self.min_pixels, self.max_pixels)
+            extent = np.array(
+                [
+                    r if r is not None else _smart_resize(int(heights[i]), int(widths[i]), *args)[::-1]
+                    for i, r in zip(rows, resized, strict=True)
+                ],
+                dtype=np.float64,
+            ).reshape(n, 2)
+        else:
+            ex, ey = frame_extent(self.frame, size[:, 0], size[:, 1])
+            extent = np.empty((n, 2))
+            extent[:, 0], extent[:, 1] = ex, ey
+        return extent / size, extent
+
+
+def _first_size(sizes: Any) -> tuple[int, int] | None:
+    """`[W_r, H_r]` of the first image from a `model_image_sizes` entry (`[[W_r, H_r], ...]` or `[W_r, H_r]`)."""
+    if sizes is None or len(sizes) == 0:
+        return None
+    first = sizes[0]
+    if isinstance(first, (int, float, np.integer, np.floating)):
+        return int(sizes[0]), int(sizes[1])
+    return int(first[0]), int(first[1])
+
+
+def mean_or_nan(values: Sequence[float] | np.ndarray) -> float:
+    """Mean of `values`, NaN when empty (NaN metrics are not logged)."""
+    return float(np.mean(values)) if len(values) else math.nan
