@@ -50,7 +50,14 @@ from typing import Any
 import numpy as np
 
 from trl_perception.eval import metrics as M
-from trl_perception.eval.scoring import COUNT_MODES, score_counting, score_detection, score_grounding, score_ocr
+from trl_perception.eval.scoring import (
+    COUNT_MODES,
+    category_table,
+    score_counting,
+    score_detection,
+    score_grounding,
+    score_ocr,
+)
 from trl_perception.geometry import FRAMES, ImageGeometry, box_convert
 
 logger = logging.getLogger("trl_perception.eval")
@@ -165,8 +172,8 @@ def _rgb(image):
     return image if image.mode == "RGB" else image.convert("RGB")
 
 
-def _categories_for(dataset, config: EvalConfig) -> tuple[Any, dict[str, int]]:
-    """COCO GT (object or dict) and the label → category id table for detection."""
+def _categories_for(dataset, config: EvalConfig) -> tuple[Any, Any]:
+    """COCO GT (a ``COCO`` object) and its category table for detection."""
     from trl_perception.data import dataset_metadata
 
     meta = dataset_metadata(dataset)
@@ -181,8 +188,7 @@ def _categories_for(dataset, config: EvalConfig) -> tuple[Any, dict[str, int]]:
         columns = [c for c in dataset.column_names if c != "image"]  # no need to decode images here
         gt = M.coco_gt_from_rows(dataset.select_columns(columns), categories=meta.get("categories"))
     gt = M.load_coco_gt(gt)
-    name_to_id = {c["name"]: int(c["id"]) for c in gt.dataset["categories"]}
-    return gt, name_to_id
+    return gt, category_table(gt.dataset["categories"])
 
 
 def evaluate(dataset, config: EvalConfig, backend) -> EvalResult:
@@ -196,7 +202,7 @@ def evaluate(dataset, config: EvalConfig, backend) -> EvalResult:
     out_dir = Path(config.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = _select_rows(dataset, config.task, config.limit)
-    coco_gt, name_to_id = _categories_for(rows, config) if config.task == "detection" else (None, {})
+    coco_gt, categories = _categories_for(rows, config) if config.task == "detection" else (None, None)
 
     records: list[dict[str, Any]] = []
     started = time.perf_counter()
@@ -209,7 +215,7 @@ def evaluate(dataset, config: EvalConfig, backend) -> EvalResult:
             generations = backend.generate(batch["prompt"], images)
             for i in range(n):
                 row = {k: v[i] for k, v in batch.items() if k != "image"}
-                record = _score(config, row, images[i], generations[i], name_to_id)
+                record = _score(config, row, images[i], generations[i], categories)
                 records.append(record)
                 f.write(json.dumps(record, ensure_ascii=False) + "\n")
             bar.update(n)
@@ -238,7 +244,7 @@ def evaluate(dataset, config: EvalConfig, backend) -> EvalResult:
     return EvalResult(metrics=metrics, records=records, output_dir=out_dir, summary=summary)
 
 
-def _score(config: EvalConfig, row: dict, image, generation, name_to_id: dict[str, int]) -> dict[str, Any]:
+def _score(config: EvalConfig, row: dict, image, generation, categories) -> dict[str, Any]:
     width, height = int(row["width"]), int(row["height"])
     if image.size != (width, height):
         raise ValueError(
@@ -254,7 +260,7 @@ def _score(config: EvalConfig, row: dict, image, generation, name_to_id: dict[st
     elif config.task == "ocr":
         scored = score_ocr(text, row)
     else:
-        scored = score_detection(text, row, geometry, config.frame, name_to_id, out_of_image=config.out_of_image)
+        scored = score_detection(text, row, geometry, config.frame, categories, out_of_image=config.out_of_image)
     record = {"id": row.get("id"), "completion": text, **scored}
     if config.task == "detection":
         record["image_id"] = int(row["image_id"]) if row.get("image_id") is not None else None

@@ -45,9 +45,9 @@ import numpy as np
 
 from trl_perception.eval.metrics import normalized_edit_distance
 from trl_perception.geometry import FRAMES, ImageGeometry, box_iou, convert_boxes, sanitize_boxes
-from trl_perception.parsing import parse_boxes, parse_count, parse_points, parse_text
+from trl_perception.parsing import parse_boxes, parse_text
 
-COUNT_MODES = ("auto", "boxes", "points", "integer")
+COUNT_MODES = ("auto", "boxes", "points", "answer")
 
 
 def _check_frame(frame: str) -> None:
@@ -95,48 +95,42 @@ def _jsonable(values: np.ndarray) -> list[float | None]:
     return [float(v) if np.isfinite(v) else None for v in np.asarray(values, dtype=np.float64).tolist()]
 
 
-def parse_count_prediction(text: str, mode: str = "auto") -> tuple[int | None, str | None, str | None]:
-    """Predicted count as ``(count, source, failure)``.
+def parse_count_prediction(text: str, mode: str = "auto") -> tuple[int | None, str | None]:
+    """Predicted count as ``(count, failure)``, by the rule of the ``count_exact`` reward.
 
-    Modes: ``"boxes"`` counts parsed boxes (Perception-R1's counting protocol: one box per object; zero boxes is a
-    failure), ``"points"`` counts parsed points, ``"integer"`` reads a single integer answer, ``"auto"`` tries boxes,
-    then points, then an integer, and reports the first failure reason if all fail.
+    Modes (the reward's ``source``): ``"boxes"`` counts well-formed boxes (Perception-R1's counting protocol: one box
+    per object), ``"points"`` counts points, ``"answer"`` reads a single integer answer (digits or English words; the
+    last integer inside ``<answer>`` tags), ``"auto"`` tries boxes, then points, then the integer answer.
 
     >>> parse_count_prediction('[{"bbox_2d": [1, 2, 3, 4]}, {"bbox_2d": [5, 6, 7, 8]}]')
-    (2, 'boxes', None)
+    (2, None)
     >>> parse_count_prediction("<answer>7</answer>")
-    (7, 'integer', None)
+    (7, None)
+    >>> parse_count_prediction("many")
+    (None, 'no_count')
+
     """
     if mode not in COUNT_MODES:
         raise ValueError(f"Unknown count mode {mode!r}; expected one of {COUNT_MODES}.")
-    failures = []
-    if mode in ("auto", "boxes"):
-        boxes = parse_boxes(text)
-        if boxes.ok and len(boxes.value.boxes):
-            return len(boxes.value.boxes), "boxes", None
-        failures.append(boxes.error or "no_boxes")
-    if mode in ("auto", "points"):
-        points = parse_points(text)
-        if points.ok and len(points.value.points):
-            return len(points.value.points), "points", None
-        failures.append(points.error or "no_points")
-    if mode in ("auto", "integer"):
-        count = parse_count(text)
-        if count.ok:
-            return int(count.value), "integer", None
-        failures.append(count.error)
-    return None, None, failures[0]
+    return _reward_predicted_count(text, mode)
+
+
+def _reward_predicted_count(text: str, source: str) -> tuple[int | None, str | None]:
+    # Adapter: the counting rule lives in the `count_exact` reward; evaluation must not have a second copy of it.
+    # Replace with a public `trl_perception.rewards.predicted_count(text, source)` once the rewards module has one.
+    from trl_perception.rewards import CountExactReward
+
+    return CountExactReward(source=source)._predicted_count(text)
 
 
 def score_counting(text: str, row: Mapping[str, Any], mode: str = "auto") -> dict[str, Any]:
     """Exact match of the predicted count (see `parse_count_prediction`) with ``row["count"]``."""
-    count, source, failure = parse_count_prediction(text, mode)
+    count, failure = parse_count_prediction(text, mode)
     gt = int(row["count"])
     return {
         "failure": failure,
         "parsed": count,
         "prediction": count,
-        "count_source": source,
         "score": float(count == gt) if count is not None else 0.0,
         "gt": gt,
     }
@@ -159,18 +153,27 @@ def score_ocr(text: str, row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def category_table(categories: Any):
+    """The detection label set as the rewards' `CategoryTable` (one name → id mapping in the project)."""
+    from trl_perception.rewards import CategoryTable
+
+    return CategoryTable.from_any(categories)
+
+
 def score_detection(
     text: str,
     row: Mapping[str, Any],
     geometry: ImageGeometry,
     frame: str,
-    name_to_id: Mapping[str, int],
+    categories: Any,
     iou_threshold: float = 0.5,
     out_of_image: str = "keep",
 ) -> dict[str, Any]:
     """Parsed detections in original pixels with COCO category ids (confidence 1.0 each, in output order).
 
-    Labels map to ids by exact name (surrounding whitespace ignored); unknown or missing labels are dropped and counted
+    ``categories`` is the label set (a `trl_perception.rewards.CategoryTable`, ``{id: name}`` or COCO's
+    ``[{"id", "name"}, ...]``); labels map to ids through it, as in the detection reward: exact name, surrounding
+    whitespace ignored. Unknown or missing labels are dropped and counted
     in ``num_unknown_labels``; non-finite or inverted boxes are dropped and counted in ``num_invalid_boxes``. ``prediction`` is a list of ``{"bbox": [x1, y1, x2, y2], "label", "category_id",
     "score": 1.0}``; the COCO results (``xywh``) are made from it by the runner.
     """
@@ -191,9 +194,11 @@ def score_detection(
     parsed = result.value
     sanitized, valid = _sanitize(np.asarray(parsed.boxes, dtype=np.float64), frame, geometry, out_of_image)
     boxes = _to_original(sanitized, frame, geometry)
+    table = category_table(categories)
     detections, unknown, invalid = [], 0, 0
     for box, label, ok in zip(boxes, parsed.labels, valid):
-        category_id = name_to_id.get(label.strip()) if isinstance(label, str) else None
+        index = table.index_of_name(label)
+        category_id = None if index is None else table.ids[index]
         if not ok:
             invalid += 1
             continue
