@@ -24,7 +24,7 @@ components through TRL's `log_metric`. Use them:
 
 from . import _counting, _detection, _format, _grounding, _ocr, _router  # noqa: F401 (register the rewards)
 from ._base import PerceptionReward, completion_text
-from ._counting import CountExactReward, CountMatchReward
+from ._counting import CountExactReward, CountMatchReward, predicted_count
 from ._detection import DETECTION_PRESETS, DetectionReward
 from ._format import AnswerFormatReward, BoxFormatReward, Qwen2VLGroundingFormatReward
 from ._grounding import GROUNDING_PRESETS, GroundingReward
@@ -87,6 +87,7 @@ __all__ = [
     "normalize_text",
     "ocr_edit_distance",
     "perception",
+    "predicted_count",
     "qwen2_vl_grounding_format",
     "register_reward",
 ]

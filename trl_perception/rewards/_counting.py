@@ -146,6 +146,50 @@ class CountMatchReward(PerceptionReward):
         return rewards, metrics
 
 
+COUNT_SOURCES = ("auto", "boxes", "points", "answer")
+
+
+def predicted_count(text: Any, source: str = "auto") -> tuple[int | None, str | None]:
+    """
+    The count a completion predicts, as `(count, failure reason)`; the one counting rule shared by the `count_exact`
+    reward and the evaluation.
+
+    `source="auto"`: the number of boxes if the answer has boxes (non-finite boxes do not count; items beyond the
+    parser's cap do), else the number of points, else the integer answer
+    ([`~trl_perception.parsing.parse_count`]). `"boxes"`, `"points"` and `"answer"` force one reading.
+
+    Example:
+
+    ```python
+    >>> predicted_count('[{"bbox_2d": [1, 2, 3, 4]}, {"bbox_2d": [5, 6, 7, 8]}]')
+    (2, None)
+    >>> predicted_count("<answer>seven</answer>")
+    (7, None)
+    >>> predicted_count("many")
+    (None, 'no_count')
+
+    ```
+    """
+    if source not in COUNT_SOURCES:
+        raise ValueError(f"source must be one of {COUNT_SOURCES}, got {source!r}.")
+    if source in ("auto", "boxes"):
+        result = parse_boxes(text)
+        if result.error is None:
+            v = result.value
+            _, valid = sanitize_boxes(v.boxes, inverted="swap")
+            return int(valid.sum()) + v.num_items - v.num_malformed - len(valid), None
+        if source == "boxes" or result.error != "no_boxes":
+            return None, result.error
+    if source in ("auto", "points"):
+        result = parse_points(text)
+        if result.error is None:
+            return result.value.num_items - result.value.num_malformed, None
+        if source == "points" or result.error != "no_points":
+            return None, result.error
+    result = parse_count(text)
+    return result.value, result.error
+
+
 class CountExactReward(PerceptionReward):
     """
     1 if the predicted count equals the ground truth, else 0 (PixMo-Count's exact-match accuracy as a reward).
@@ -161,28 +205,14 @@ class CountExactReward(PerceptionReward):
     default_task = "counting"
 
     def __init__(self, source: str = "auto", **kwargs: Any):
-        if source not in ("auto", "boxes", "points", "answer"):
-            raise ValueError(f"source must be 'auto', 'boxes', 'points' or 'answer', got {source!r}.")
+        if source not in COUNT_SOURCES:
+            raise ValueError(f"source must be one of {COUNT_SOURCES}, got {source!r}.")
         kwargs.setdefault("frame", "original")  # counting objects needs no frame
         super().__init__(**kwargs)
         self.source = source
 
     def _predicted_count(self, text: Any) -> tuple[int | None, str | None]:
-        if self.source in ("auto", "boxes"):
-            result = parse_boxes(text)
-            if result.error is None:
-                _, valid = sanitize_boxes(result.value.boxes, inverted="swap")
-                return int(valid.sum()) + result.value.num_items - result.value.num_malformed - len(valid), None
-            if self.source == "boxes" or result.error != "no_boxes":
-                return None, result.error
-        if self.source in ("auto", "points"):
-            result = parse_points(text)
-            if result.error is None:
-                return result.value.num_items - result.value.num_malformed, None
-            if self.source == "points" or result.error != "no_points":
-                return None, result.error
-        result = parse_count(text)
-        return result.value, result.error
+        return predicted_count(text, self.source)
 
     def _score(self, texts, rows, kwargs, completion_ids):
         counts = kwargs.get("count")
