@@ -131,6 +131,7 @@ class HFBackend:
         min_pixels, max_pixels: optional pixel budget override.
         dtype: ``"auto"``, ``"float32"``, ``"bfloat16"``, …
         device: ``"cpu"``, ``"cuda"``, …; default: CUDA if available.
+        repetition_penalty: 1.0 is plain greedy decoding (Perception-R1's grounding evaluation used 1.05).
     """
 
     name = "hf"
@@ -144,6 +145,7 @@ class HFBackend:
         max_pixels: int | None = None,
         dtype: str = "auto",
         device: str | None = None,
+        repetition_penalty: float = 1.0,
     ):
         import torch
         from transformers import AutoModelForImageTextToText
@@ -154,6 +156,7 @@ class HFBackend:
         self.model = AutoModelForImageTextToText.from_pretrained(model, dtype=torch_dtype).to(self.device).eval()
         self.max_new_tokens = max_new_tokens
         self.skip_special_tokens = skip_special_tokens
+        self.repetition_penalty = repetition_penalty
 
     def generate(self, prompts: Sequence[list[dict[str, Any]]], images: Sequence[Any]) -> list[Generation]:
         import torch
@@ -166,7 +169,15 @@ class HFBackend:
         inputs = processor(text=texts, images=list(images), padding=True, return_tensors="pt").to(self.device)
         with torch.inference_mode():
             output = self.model.generate(
-                **inputs, do_sample=False, max_new_tokens=self.max_new_tokens, num_beams=1, top_p=None, top_k=None
+                **inputs,
+                do_sample=False,
+                num_beams=1,
+                max_new_tokens=self.max_new_tokens,
+                # Explicit, so that a checkpoint's generation_config (Qwen-VL ships 1.05) cannot change the decoding.
+                repetition_penalty=self.repetition_penalty,
+                top_p=None,
+                top_k=None,
+                temperature=None,
             )
         completions = output[:, inputs["input_ids"].shape[1] :]
         eos = self.model.generation_config.eos_token_id
@@ -196,7 +207,7 @@ class VLLMBackend:
 
     Args:
         model: checkpoint path or Hub id.
-        max_new_tokens, skip_special_tokens, min_pixels, max_pixels: as for `HFBackend`.
+        max_new_tokens, skip_special_tokens, min_pixels, max_pixels, repetition_penalty: as for `HFBackend`.
         dtype: vLLM dtype (``"auto"``, ``"float32"``, ``"bfloat16"``).
         max_model_len: context length to allocate (always set it: Qwen2.5-VL's default is 128k).
         enforce_eager: skip graph capture (faster start-up, needed on CPU).
@@ -223,6 +234,7 @@ class VLLMBackend:
         kv_cache_memory_bytes: int | None = None,
         seed: int = 0,
         in_process: bool = True,
+        repetition_penalty: float = 1.0,
     ):
         if in_process:
             os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
@@ -254,7 +266,10 @@ class VLLMBackend:
             **kwargs,
         )
         self.sampling_params = SamplingParams(
-            temperature=0.0, max_tokens=max_new_tokens, skip_special_tokens=skip_special_tokens
+            temperature=0.0,
+            max_tokens=max_new_tokens,
+            skip_special_tokens=skip_special_tokens,
+            repetition_penalty=repetition_penalty,
         )
         self._checked_pixels = False
 

@@ -146,6 +146,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="decode without special tokens (auto: false for grounding/counting, true for OCR/detection, as PR1)",
     )
+    p.add_argument(
+        "--repetition-penalty",
+        type=float,
+        default=1.0,
+        help="1.0 = plain greedy (default); the paper's grounding evaluation used 1.05",
+    )
     # Dataset builder options.
     p.add_argument("--data-dir", default=None)
     p.add_argument("--image-dir", default=None)
@@ -218,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         "min_pixels": args.min_pixels,
         "max_pixels": args.max_pixels,
         "dtype": args.dtype,
+        "repetition_penalty": args.repetition_penalty,
     }
     if args.backend == "hf":
         backend_kwargs["device"] = args.device

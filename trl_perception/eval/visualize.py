@@ -163,7 +163,8 @@ def counting_confusion_plot(
     ax.set_title(f"Counting: exact-match accuracy {100 * accuracy:.1f}% (n={len(gt_counts)})")
     for (y, x), value in np.ndenumerate(matrix):
         if value:
-            ax.text(x, y, str(value), ha="center", va="center", color="black", fontsize=8)
+            color = "white" if value > matrix.max() / 2 else "black"  # readable on dark cells
+            ax.text(x, y, str(value), ha="center", va="center", color=color, fontsize=8)
     ax.plot([-0.5, top + 0.5], [-0.5, top + 0.5], color="gray", linewidth=0.8, linestyle="--")
     fig.colorbar(im, ax=ax)
     fig.tight_layout()
