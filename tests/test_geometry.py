@@ -31,11 +31,13 @@ from trl_perception.geometry import (
     box_area,
     box_convert,
     box_iou,
+    box_iou_giou,
     convert_boxes,
     convert_points,
     frame_scale,
     generalized_box_iou,
     paired_box_iou,
+    paired_box_iou_giou,
     paired_generalized_box_iou,
     sanitize_boxes,
     sanitize_points,
@@ -261,6 +263,12 @@ def test_iou_properties(a, b, plus_one):
     n = min(len(a), len(b))
     np.testing.assert_allclose(paired_box_iou(a[:n], b[:n], plus_one=plus_one), np.diag(iou_ab)[:n], atol=1e-12)
     np.testing.assert_allclose(paired_generalized_box_iou(a[:n], b[:n], plus_one), np.diag(giou)[:n], atol=1e-12)
+    both = paired_box_iou_giou(a[:n], b[:n], plus_one)
+    np.testing.assert_allclose(both[0], np.diag(iou_ab)[:n], atol=1e-12)
+    np.testing.assert_allclose(both[1], np.diag(giou)[:n], atol=1e-12)
+    pair_iou, pair_giou = box_iou_giou(a, b, plus_one)
+    np.testing.assert_array_equal(pair_iou, iou_ab)
+    np.testing.assert_array_equal(pair_giou, giou)
 
 
 @settings(max_examples=200, deadline=None)

@@ -467,6 +467,25 @@ def box_iou_giou(boxes1: Any, boxes2: Any, plus_one: bool = False) -> tuple[Any,
     return _like(iou, boxes1), _like(giou, boxes1)
 
 
+def _paired(boxes1: Any, boxes2: Any, plus_one: bool, giou: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """Element-wise IoU and optionally GIoU of two `(N, 4)` arrays (numpy results)."""
+    a = _to_numpy(boxes1, 4).reshape(-1, 4)
+    b = _to_numpy(boxes2, 4).reshape(-1, 4)
+    if a.shape != b.shape:
+        raise ValueError(f"Paired IoU needs two arrays of the same shape, got {a.shape} and {b.shape}.")
+    one = 1.0 if plus_one else 0.0
+    with np.errstate(**_QUIET):
+        wh = np.fmax(np.minimum(a[:, 2:], b[:, 2:]) - np.maximum(a[:, :2], b[:, :2]) + one, 0.0)
+        inter = wh[:, 0] * wh[:, 1]
+        union = _area(a, one) + _area(b, one) - inter
+        iou = np.clip(_safe_ratio(inter, union), 0.0, 1.0)
+        if not giou:
+            return iou, None
+        ewh = np.fmax(np.maximum(a[:, 2:], b[:, 2:]) - np.minimum(a[:, :2], b[:, :2]) + one, 0.0)
+        enclosing = ewh[:, 0] * ewh[:, 1]
+        return iou, np.clip(iou - _safe_ratio(enclosing - union, enclosing), -1.0, 1.0)
+
+
 def paired_box_iou(boxes1: Any, boxes2: Any, plus_one: bool = False) -> Any:
     """
     Element-wise IoU of `boxes1[i]` with `boxes2[i]` (shapes `(N, 4)`); the diagonal of [`box_iou`] in O(N).
@@ -479,33 +498,18 @@ def paired_box_iou(boxes1: Any, boxes2: Any, plus_one: bool = False) -> Any:
 
     ```
     """
-    a = _to_numpy(boxes1, 4).reshape(-1, 4)
-    b = _to_numpy(boxes2, 4).reshape(-1, 4)
-    if a.shape != b.shape:
-        raise ValueError(f"paired_box_iou needs two arrays of the same shape, got {a.shape} and {b.shape}.")
-    one = 1.0 if plus_one else 0.0
-    with np.errstate(**_QUIET):
-        wh = np.fmax(np.minimum(a[:, 2:], b[:, 2:]) - np.maximum(a[:, :2], b[:, :2]) + one, 0.0)
-        inter = wh[:, 0] * wh[:, 1]
-        union = _area(a, one) + _area(b, one) - inter
-        return _like(np.clip(_safe_ratio(inter, union), 0.0, 1.0), boxes1)
+    return _like(_paired(boxes1, boxes2, plus_one, giou=False)[0], boxes1)
 
 
 def paired_generalized_box_iou(boxes1: Any, boxes2: Any, plus_one: bool = False) -> Any:
     """Element-wise GIoU of `boxes1[i]` with `boxes2[i]`; the diagonal of [`generalized_box_iou`] in O(N)."""
-    a = _to_numpy(boxes1, 4).reshape(-1, 4)
-    b = _to_numpy(boxes2, 4).reshape(-1, 4)
-    if a.shape != b.shape:
-        raise ValueError(f"paired_generalized_box_iou needs same-shape arrays, got {a.shape} and {b.shape}.")
-    one = 1.0 if plus_one else 0.0
-    with np.errstate(**_QUIET):
-        wh = np.fmax(np.minimum(a[:, 2:], b[:, 2:]) - np.maximum(a[:, :2], b[:, :2]) + one, 0.0)
-        inter = wh[:, 0] * wh[:, 1]
-        union = _area(a, one) + _area(b, one) - inter
-        ewh = np.fmax(np.maximum(a[:, 2:], b[:, 2:]) - np.minimum(a[:, :2], b[:, :2]) + one, 0.0)
-        enclosing = ewh[:, 0] * ewh[:, 1]
-        giou = _safe_ratio(inter, union) - _safe_ratio(enclosing - union, enclosing)
-    return _like(np.clip(giou, -1.0, 1.0), boxes1)
+    return _like(_paired(boxes1, boxes2, plus_one, giou=True)[1], boxes1)
+
+
+def paired_box_iou_giou(boxes1: Any, boxes2: Any, plus_one: bool = False) -> tuple[Any, Any]:
+    """Element-wise `(IoU, GIoU)` computed together (shared intersection and union)."""
+    iou, giou = _paired(boxes1, boxes2, plus_one, giou=True)
+    return _like(iou, boxes1), _like(giou, boxes1)
 
 
 # ----------------------------------------------------------------------------------------------------------------

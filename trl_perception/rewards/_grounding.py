@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ..geometry import paired_box_iou, paired_generalized_box_iou, sanitize_boxes
+from ..geometry import paired_box_iou, paired_box_iou_giou, sanitize_boxes
 from ..parsing import parse_boxes
 from ._base import PerceptionReward, mean_or_nan
 from ._registry import register_reward
@@ -136,8 +136,7 @@ class GroundingReward(PerceptionReward):
         if self.multiple_boxes == "reject":
             scored &= ~multiple
         if self.kind == "giou":
-            giou = paired_generalized_box_iou(pred, gt, plus_one=self.plus_one)
-            iou = paired_box_iou(pred, gt, plus_one=self.plus_one)
+            iou, giou = paired_box_iou_giou(pred, gt, plus_one=self.plus_one)
             values = (1.0 + giou) / 2.0
         else:
             iou = paired_box_iou(pred, gt, plus_one=self.plus_one)
