@@ -112,15 +112,9 @@ def parse_count_prediction(text: str, mode: str = "auto") -> tuple[int | None, s
     """
     if mode not in COUNT_MODES:
         raise ValueError(f"Unknown count mode {mode!r}; expected one of {COUNT_MODES}.")
-    return _reward_predicted_count(text, mode)
+    from trl_perception.rewards import predicted_count  # the one counting rule, shared with `count_exact`
 
-
-def _reward_predicted_count(text: str, source: str) -> tuple[int | None, str | None]:
-    # Adapter: the counting rule lives in the `count_exact` reward; evaluation must not have a second copy of it.
-    # Replace with a public `trl_perception.rewards.predicted_count(text, source)` once the rewards module has one.
-    from trl_perception.rewards import CountExactReward
-
-    return CountExactReward(source=source)._predicted_count(text)
+    return predicted_count(text, source=mode)
 
 
 def score_counting(text: str, row: Mapping[str, Any], mode: str = "auto") -> dict[str, Any]:
