@@ -145,6 +145,7 @@ def tiny_config(
     num_attention_heads: int = 2,
     vision_depth: int = 2,
     vision_hidden_size: int = 64,
+    initializer_range: float = 0.02,
 ):
     """Tiny config whose special-token ids match `build_tiny_tokenizer()`."""
     from transformers import Qwen2_5_VLConfig, Qwen2VLConfig
@@ -170,6 +171,7 @@ def tiny_config(
         "eos_token_id": ids["<|im_end|>"],
         "pad_token_id": ids["<|endoftext|>"],
         "tie_word_embeddings": False,
+        "initializer_range": initializer_range,
     }
     token_ids = {
         "image_token_id": ids["<|image_pad|>"],
@@ -189,6 +191,7 @@ def tiny_config(
             "patch_size": 14,
             "spatial_merge_size": 2,
             "temporal_patch_size": 2,
+            "initializer_range": initializer_range,
         }
         return Qwen2_5_VLConfig(text_config=text, vision_config=vision, **token_ids, tie_word_embeddings=False)
     if arch == "qwen2_vl":
@@ -201,6 +204,7 @@ def tiny_config(
             "patch_size": 14,
             "spatial_merge_size": 2,
             "temporal_patch_size": 2,
+            "initializer_range": initializer_range,
         }
         return Qwen2VLConfig(text_config=text, vision_config=vision, **token_ids, tie_word_embeddings=False)
     raise ValueError(f"Unknown arch {arch!r}; expected 'qwen2_5_vl' or 'qwen2_vl'.")
@@ -214,6 +218,7 @@ def build_tiny_model(
     hidden_size: int = 128,
     num_hidden_layers: int = 2,
     vision_depth: int = 2,
+    initializer_range: float = 0.02,
     min_pixels: int = TINY_MIN_PIXELS,
     max_pixels: int = TINY_MAX_PIXELS,
 ) -> str:
@@ -228,6 +233,8 @@ def build_tiny_model(
             Seed of the random weights; the same seed gives identical weights.
         hidden_size, num_hidden_layers, vision_depth (`int`):
             Model size; the text head dimension is `hidden_size // 2` and must stay >= 32 for vLLM.
+        initializer_range (`float`, *optional*, defaults to `0.02`):
+            Std of the random weights (the Qwen default is 0.02).
         min_pixels, max_pixels (`int`):
             Pixel budget of the saved image processor (vLLM reads it from the checkpoint too).
 
@@ -242,7 +249,12 @@ def build_tiny_model(
     processor = build_tiny_processor(arch, min_pixels=min_pixels, max_pixels=max_pixels)
     tokenizer = processor.tokenizer
     config = tiny_config(
-        arch, tokenizer, hidden_size=hidden_size, num_hidden_layers=num_hidden_layers, vision_depth=vision_depth
+        arch,
+        tokenizer,
+        hidden_size=hidden_size,
+        num_hidden_layers=num_hidden_layers,
+        vision_depth=vision_depth,
+        initializer_range=initializer_range,
     )
     # Seed only the construction, without disturbing the caller's global RNG state.
     with torch.random.fork_rng(devices=[]):

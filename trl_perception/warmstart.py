@@ -1,0 +1,168 @@
+# Copyright 2026 The trl-perception Authors. All rights reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Held-out greedy evaluation with the training rewards, and a short supervised warm start.
+
+Both are used by `trl-perception train` (and therefore the CPU quickstart) to show what a run learned:
+
+- [`heldout_greedy_scores`] generates greedily for held-out rows and scores the completions with the run's own
+  reward functions, so "before" and "after" numbers measure exactly what GRPO optimises.
+- [`supervised_warm_start`] teaches a randomly initialised model the answer *format* with a few supervised steps
+  (completion-only loss). With `shuffle_targets=True` the targets are drawn from other rows, so the warm start
+  carries no information about the image: any held-out accuracy above chance afterwards was learned by GRPO.
+"""
+
+from __future__ import annotations
+
+import inspect
+import random
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+
+def _user_text(prompt: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Conversational prompt with one image part before the first user text, as TRL builds it."""
+    messages, inserted = [], False
+    for message in prompt:
+        if message["role"] == "user" and not inserted and isinstance(message["content"], str):
+            messages.append(
+                {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": message["content"]}]}
+            )
+            inserted = True
+        else:
+            messages.append(message)
+    return messages
+
+
+def _encode(processor, rows: Sequence[dict[str, Any]], targets: Sequence[str] | None = None):
+    texts = processor.apply_chat_template(
+        [_user_text(row["prompt"]) for row in rows], add_generation_prompt=True, tokenize=False
+    )
+    if targets is not None:
+        eos = processor.tokenizer.eos_token
+        texts = [text + target + eos for text, target in zip(texts, targets, strict=True)]
+    images = [row["image"].convert("RGB") for row in rows]
+    return processor(text=texts, images=images, return_tensors="pt", padding=True)
+
+
+def _call_reward(func: Callable, completions: list[str], rows: Sequence[dict[str, Any]]) -> list[float | None]:
+    columns = {key: [row[key] for row in rows] for key in rows[0] if key != "prompt"}
+    kwargs = {"prompts": [row["prompt"] for row in rows], "completions": completions, **columns}
+    # Rewards that do not take **kwargs only get the arguments they name.
+    params = inspect.signature(func).parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        kwargs = {k: v for k, v in kwargs.items() if k in params}
+    return func(**kwargs)
+
+
+def reward_name(func: Callable) -> str:
+    """The name TRL gives a reward function in its logs (`rewards/<name>/mean`)."""
+    inner = getattr(func, "func", func)  # functools.partial
+    return getattr(inner, "__name__", type(inner).__name__)
+
+
+@torch.no_grad()
+def heldout_greedy_scores(
+    model,
+    processor,
+    rows: Sequence[dict[str, Any]],
+    reward_funcs: Sequence[Callable],
+    max_new_tokens: int = 16,
+    batch_size: int = 32,
+) -> dict[str, Any]:
+    """Greedy completions for `rows`, scored by each reward function.
+
+    Returns:
+        `dict`: `{"n": len(rows), "rewards": {name: mean}, "reward": mean of the summed rewards,
+        "completions": [...]}`. Rows where a reward returns `None` are excluded from that reward's mean.
+    """
+    was_training = model.training
+    model.eval()
+    completions: list[str] = []
+    tokenizer = processor.tokenizer
+    for start in range(0, len(rows), batch_size):
+        batch = rows[start : start + batch_size]
+        inputs = _encode(processor, batch).to(model.device)
+        output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
+        completions += tokenizer.batch_decode(output[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+    if was_training:
+        model.train()
+
+    conversational = [[{"role": "assistant", "content": text}] for text in completions]
+    per_func: dict[str, list[float | None]] = {}
+    for func in reward_funcs:
+        per_func[reward_name(func)] = _call_reward(func, conversational, rows)
+    totals = []
+    for i in range(len(rows)):
+        values = [scores[i] for scores in per_func.values() if scores[i] is not None]
+        totals.append(sum(values) if values else None)
+
+    def mean(values):
+        values = [v for v in values if v is not None]
+        return sum(values) / len(values) if values else float("nan")
+
+    return {
+        "n": len(rows),
+        "rewards": {name: mean(scores) for name, scores in per_func.items()},
+        "per_sample": per_func,
+        "reward": mean(totals),
+        "completions": completions,
+    }
+
+
+def supervised_warm_start(
+    model,
+    processor,
+    rows: Sequence[dict[str, Any]],
+    target_fn: Callable[[dict[str, Any]], str],
+    steps: int,
+    learning_rate: float = 1e-3,
+    batch_size: int = 16,
+    shuffle_targets: bool = False,
+    seed: int = 0,
+    log_every: int = 0,
+) -> list[float]:
+    """A few steps of completion-only supervised training (AdamW). Returns the loss per step.
+
+    Args:
+        target_fn (`Callable`):
+            Maps a row to its target completion text (without the end-of-turn token, which is appended).
+        shuffle_targets (`bool`, *optional*, defaults to `False`):
+            Pair each row with the target of a random other row: teaches the output format and the label marginal
+            but nothing about the image.
+    """
+    rng = random.Random(seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate)
+    model.train()
+    losses = []
+    for step in range(steps):
+        batch = rng.sample(list(rows), min(batch_size, len(rows)))
+        sources = [rng.choice(rows) for _ in batch] if shuffle_targets else batch
+        inputs = _encode(processor, batch, [target_fn(row) for row in sources]).to(model.device)
+        # Loss on the completion only: with left padding, the completion tokens are the last ones.
+        completion_lengths = [
+            len(processor.tokenizer(target_fn(row) + processor.tokenizer.eos_token)["input_ids"]) for row in sources
+        ]
+        labels = torch.full_like(inputs["input_ids"], -100)
+        for i, length in enumerate(completion_lengths):
+            labels[i, -length:] = inputs["input_ids"][i, -length:]
+        loss = model(**inputs, labels=labels).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+        if log_every and (step + 1) % log_every == 0:
+            print(f"[warm start] step {step + 1}/{steps} loss {loss.item():.4f}", flush=True)
+    return losses
