@@ -37,6 +37,7 @@ import sys
 import tempfile
 import time
 
+
 # This file is named like the `datasets` package: keep its folder off the import path when run as a script
 # (`datasets` and `trl_perception` are imported inside the functions, after this).
 _HERE = os.path.dirname(os.path.abspath(__file__))

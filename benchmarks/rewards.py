@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import os
 
+
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")  # one core: no BLAS thread pool
 
@@ -46,6 +47,7 @@ import time
 import numpy as np
 
 from trl_perception.rewards import COCO_CATEGORIES, get_reward
+
 
 TARGETS = {"grounding": 100_000, "counting": 20_000, "detection": 5_000, "ocr": 2_000}
 

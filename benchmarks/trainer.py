@@ -33,6 +33,7 @@ import sys
 import tempfile
 import time
 
+
 # Running `python benchmarks/trainer.py` puts benchmarks/ first on sys.path, where sibling scripts (e.g.
 # benchmarks/datasets.py) would shadow the libraries of the same name.
 sys.path = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]

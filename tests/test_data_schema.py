@@ -45,7 +45,7 @@ def test_all_builders_share_one_schema_and_concatenate(tmp_path):
     for ds in parts:
         assert list(ds.features)[: len(PERCEPTION_FEATURES)] == list(PERCEPTION_FEATURES)
         assert select_perception_columns(ds).features == PERCEPTION_FEATURES
-        assert len({row for row in ds["id"]}) == len(ds)  # ids are unique
+        assert len(set(ds["id"])) == len(ds)  # ids are unique
     mixed = datasets.concatenate_datasets([select_perception_columns(ds) for ds in parts])
     assert sorted(set(mixed["task"])) == sorted(TASKS)
     assert len(mixed) == sum(len(ds) for ds in parts)

@@ -33,6 +33,7 @@ from trl_perception.eval.cli import main
 from trl_perception.parsing import PARSE_ERRORS
 from trl_perception.testing import build_tiny_model
 
+
 pytestmark = pytest.mark.slow
 
 PRIMARY = {"grounding": "acc@0.5", "counting": "accuracy", "ocr": "edit_distance", "detection": "AP"}

@@ -23,6 +23,7 @@ from trl_perception.eval.scoring import score_counting, score_grounding, score_o
 from trl_perception.geometry import ImageGeometry
 from trl_perception.rewards import get_reward
 
+
 SIZES = [(640, 480), (96, 64), (333, 517), (1000, 40)]
 
 

@@ -42,6 +42,7 @@ from trl_perception.eval.runner import results_markdown
 from trl_perception.eval.scoring import score_detection, score_grounding
 from trl_perception.geometry import ImageGeometry, smart_resize
 
+
 MIN_PIXELS, MAX_PIXELS = 3136, 12845056
 
 
@@ -375,7 +376,7 @@ def test_results_markdown_handles_missing_values():
         "task": "detection",
         "num_samples": 1,
         "failures": {},
-        "metrics": {k: -1.0 for k in COCO_STAT_NAMES} | {"parse_failure_rate": math.nan},
+        "metrics": dict.fromkeys(COCO_STAT_NAMES, -1.0) | {"parse_failure_rate": math.nan},
         "run": {"model": "/x/ckpt/", "dataset": "coco", "backend": "hf"},
         "notes": [],
     }

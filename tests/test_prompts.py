@@ -27,6 +27,7 @@ from trl_perception.prompts import (
     get_prompt_template,
 )
 
+
 SLOTS = {"question": "the red mug", "categories": "person, car, toothbrush"}
 
 

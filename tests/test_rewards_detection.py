@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 
 from trl_perception.rewards import COCO_CATEGORIES, CategoryTable, get_reward, greedy_match, hungarian_match
 
+
 A = [0, 0, 100, 100]
 B = [200, 200, 300, 300]
 FAR = [500, 500, 600, 600]

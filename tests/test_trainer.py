@@ -25,6 +25,7 @@ from trl_perception import PerceptionGRPOConfig, PerceptionGRPOTrainer
 from trl_perception.testing import build_tiny_model
 from trl_perception.vllm_utils import VISION_SPECIAL_TOKENS
 
+
 # Mixed sizes and aspect ratios: each hits a different branch of smart_resize (upscale to min_pixels, downscale to
 # max_pixels, in between).
 IMAGE_SIZES = [(64, 48), (300, 200), (20, 30), (97, 131)]

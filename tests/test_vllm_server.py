@@ -39,6 +39,7 @@ from trl_perception import PerceptionGRPOConfig, PerceptionGRPOTrainer
 from trl_perception.testing import build_tiny_model, build_tiny_processor
 from trl_perception.vllm_utils import VISION_SPECIAL_TOKENS, image_run_lengths
 
+
 pytest.importorskip("vllm")
 pytestmark = pytest.mark.slow
 

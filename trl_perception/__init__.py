@@ -24,7 +24,7 @@ _LAZY = {
     "PerceptionGRPOTrainer": ".trainer",
 }
 
-__all__ = ["__version__", *_LAZY]
+__all__ = ["PerceptionGRPOConfig", "PerceptionGRPOTrainer", "__version__"]
 
 if TYPE_CHECKING:
     from .config import PerceptionGRPOConfig

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from trl import GRPOConfig
 
+
 # Chat-template kwargs that would let the processor cut a prompt, and with it image tokens (huggingface/trl#4153).
 _TRUNCATING_TEMPLATE_KWARGS = ("truncation", "max_length")
 

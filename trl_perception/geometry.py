@@ -48,6 +48,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+
 BoxFormat = Literal["xyxy", "xywh", "cxcywh"]
 Frame = Literal["original", "normalized", "qwen2_vl", "qwen2_5_vl"]
 

@@ -40,6 +40,7 @@ from typing import Generic, Literal, TypeVar
 
 import numpy as np
 
+
 T = TypeVar("T")
 
 MAX_CHARS = 65536

@@ -42,6 +42,7 @@ import re
 from dataclasses import dataclass, replace
 from typing import Literal
 
+
 Family = Literal["qwen2_vl", "qwen2_5_vl"]
 Variant = Literal["train", "eval"]
 

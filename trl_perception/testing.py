@@ -112,7 +112,9 @@ def build_tiny_tokenizer():
     return tokenizer
 
 
-def build_tiny_processor(arch: Arch = "qwen2_5_vl", min_pixels: int = TINY_MIN_PIXELS, max_pixels: int = TINY_MAX_PIXELS):
+def build_tiny_processor(
+    arch: Arch = "qwen2_5_vl", min_pixels: int = TINY_MIN_PIXELS, max_pixels: int = TINY_MAX_PIXELS
+):
     """Processor (tokenizer + image/video processors) of the tiny model."""
     from transformers import Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLProcessor, Qwen2VLVideoProcessor
 

@@ -28,6 +28,7 @@ from trl.trainer.utils import nanstd
 from .config import PerceptionGRPOConfig
 from .vllm_utils import PerceptionVLLMGeneration, vision_token_ids
 
+
 logger = get_logger(__name__)
 
 

@@ -49,6 +49,7 @@ import logging
 from trl.generation.vllm_generation import VLLMGeneration
 from trl.import_utils import is_vllm_available
 
+
 logger = logging.getLogger(__name__)
 
 # Vision special tokens of the Qwen2-VL / Qwen2.5-VL vocabularies; the policy must never sample one.

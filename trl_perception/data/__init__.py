@@ -19,6 +19,8 @@ from .page_ocr import PageOcr, PageOcrConfig, load_page_ocr
 from .pixmo_count import PixmoCount, PixmoCountConfig, load_pixmo_count
 from .refcoco import RefCoco, RefCocoConfig, load_refcoco
 from .schema import PERCEPTION_FEATURES, TASKS, empty_row, perception_features, select_perception_columns
+from .synthetic import SyntheticShapes, SyntheticShapesConfig, load_synthetic_shapes
+
 
 __all__ = [
     "PERCEPTION_FEATURES",
@@ -35,6 +37,8 @@ __all__ = [
     "PixmoCountConfig",
     "RefCoco",
     "RefCocoConfig",
+    "SyntheticShapes",
+    "SyntheticShapesConfig",
     "coco_categories",
     "dataset_metadata",
     "empty_row",
@@ -43,6 +47,7 @@ __all__ = [
     "load_page_ocr",
     "load_pixmo_count",
     "load_refcoco",
+    "load_synthetic_shapes",
     "perception_features",
     "select_perception_columns",
 ]

@@ -31,6 +31,7 @@ from PIL import Image, UnidentifiedImageError
 from .. import prompts as _prompts
 from .schema import empty_row
 
+
 logger = logging.getLogger("trl_perception.data")
 
 REPORT_FILENAME = "perception_build_report.json"

@@ -44,6 +44,7 @@ from ._common import (
 )
 from .schema import perception_features
 
+
 _SPLITS = {"train": "train", "validation": "val"}
 SPLIT_ALIASES = {"val": "validation", "val2017": "validation", "train2017": "train"}
 

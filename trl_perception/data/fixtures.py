@@ -39,6 +39,7 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
+
 _COLORS = [(220, 40, 40), (40, 160, 60), (40, 80, 220), (230, 180, 30), (150, 60, 200)]
 
 # Gapped COCO ids, including 90 (the highest id, which exposed an off-by-one in the released code).

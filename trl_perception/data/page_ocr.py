@@ -37,6 +37,7 @@ import datasets
 from ._common import DataError, PerceptionBuilder, PerceptionBuilderConfig, probe_image
 from .schema import perception_features
 
+
 LANGUAGES = {"en": "en", "zh": "cn"}  # config name → Fox file prefix
 
 _FEATURES = perception_features(

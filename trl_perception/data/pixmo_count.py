@@ -41,6 +41,7 @@ import datasets
 from ._common import DataError, PerceptionBuilder, PerceptionBuilderConfig, probe_image
 from .schema import perception_features
 
+
 SPLITS = ("train", "validation", "test")
 SPLIT_ALIASES = {"val": "validation", "dev": "validation"}
 REQUIRED_COLUMNS = ("image_url", "image_sha256", "count", "label")

@@ -32,6 +32,7 @@ import datasets
 from ._common import DataError, PerceptionBuilder, PerceptionBuilderConfig, logger, probe_image, xywh_box
 from .schema import perception_features
 
+
 DATASETS = ("refcoco", "refcoco+", "refcocog")
 SPLIT_ORDER = ("train", "val", "testA", "testB", "testC", "test")
 EXPECTED_SPLITS = {

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import datasets
 
+
 TASKS = ("grounding", "counting", "ocr", "detection")
 
 # Columns the rewards and the evaluation read. Builders may add task-specific columns after these.

@@ -154,7 +154,15 @@ def _place_boxes(rng: np.random.Generator, config: SyntheticShapesConfig, n: int
         cols, rows = W // c, H // c
         cells = rng.choice(cols * rows, size=n, replace=False)
         margin = max(1, c // 8)
-        return [((k % cols) * c + margin, (k // cols) * c + margin, (k % cols + 1) * c - margin, (k // cols + 1) * c - margin) for k in cells]
+        return [
+            (
+                (k % cols) * c + margin,
+                (k // cols) * c + margin,
+                (k % cols + 1) * c - margin,
+                (k // cols + 1) * c - margin,
+            )
+            for k in cells
+        ]
     boxes: list[tuple[int, int, int, int]] = []
     for _ in range(1000 * n):
         if len(boxes) == n:
@@ -238,7 +246,9 @@ class SyntheticShapes(datasets.GeneratorBasedBuilder):
 
     def _split_generators(self, dl_manager):
         return [
-            datasets.SplitGenerator(name=datasets.Split.TRAIN, gen_kwargs={"split": "train", "n": self.config.num_train}),
+            datasets.SplitGenerator(
+                name=datasets.Split.TRAIN, gen_kwargs={"split": "train", "n": self.config.num_train}
+            ),
             datasets.SplitGenerator(name=datasets.Split.TEST, gen_kwargs={"split": "test", "n": self.config.num_test}),
         ]
 
@@ -252,6 +262,8 @@ def load_synthetic_shapes(
 ) -> datasets.DatasetDict:
     """Build (or load from the Arrow cache) the synthetic shapes dataset; `config_kwargs` are
     [`SyntheticShapesConfig`] fields. Returns a `DatasetDict` with `train` and `test` splits."""
-    builder = SyntheticShapes(config_name=task, cache_dir=None if cache_dir is None else str(cache_dir), **config_kwargs)
+    builder = SyntheticShapes(
+        config_name=task, cache_dir=None if cache_dir is None else str(cache_dir), **config_kwargs
+    )
     builder.download_and_prepare()
     return builder.as_dataset()

@@ -36,6 +36,7 @@ from trl_perception.eval.metrics import (
 )
 from trl_perception.eval.runner import EvalConfig, EvalResult, evaluate, resolve_frame
 
+
 __all__ = [
     "EvalConfig",
     "EvalResult",

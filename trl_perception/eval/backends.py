@@ -46,6 +46,7 @@ from typing import Any
 
 from trl_perception.geometry import smart_resize
 
+
 logger = logging.getLogger("trl_perception.eval")
 
 BACKENDS = ("hf", "vllm")

@@ -50,6 +50,7 @@ import numpy as np
 
 from trl_perception.geometry import box_convert, paired_box_iou
 
+
 Box = Sequence[float]
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -60,6 +60,7 @@ from trl_perception.eval.scoring import (
 )
 from trl_perception.geometry import FRAMES, ImageGeometry, box_convert
 
+
 logger = logging.getLogger("trl_perception.eval")
 
 EVAL_TASKS = ("grounding", "counting", "ocr", "detection")

@@ -47,6 +47,7 @@ from trl_perception.eval.metrics import normalized_edit_distance
 from trl_perception.geometry import FRAMES, ImageGeometry, box_iou, convert_boxes, sanitize_boxes
 from trl_perception.parsing import parse_boxes, parse_text
 
+
 COUNT_MODES = ("auto", "boxes", "points", "answer")
 
 

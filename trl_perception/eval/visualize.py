@@ -33,6 +33,7 @@ from typing import Any
 
 from PIL import Image, ImageDraw
 
+
 GT_COLOR = (0, 170, 0)
 PRED_COLOR = (220, 30, 30)
 MIN_SIDE = 320

@@ -34,6 +34,7 @@ from ._router import DEFAULT_TASK_REWARDS, TaskRouterReward
 from .categories import COCO_CATEGORIES, CategoryTable
 from .matching import greedy_match, hungarian_match
 
+
 # Ready-made rewards with default options, for `trl grpo --reward_funcs trl_perception.rewards.<name>`.
 # Defaults: Qwen2.5-VL frame with the checkpoints' min/max pixels (3136 / 12845056). For other settings, build one
 # with `get_reward` in your own module and pass its dotted path.

@@ -27,6 +27,7 @@ from ._registry import register_reward
 from .categories import CategoryTable
 from .matching import greedy_match, hungarian_match
 
+
 DETECTION_PRESETS: dict[str, dict[str, Any]] = {
     # Perception-R1's released detection script: 0.25·format + 0.75·F1 + cls + mean IoU, penalty off
     # (`DO_PENAIlty=False`), DETR cost (5·L1 in pixels, 1·class, 2·GIoU), keep pairs with IoU > 0.5.

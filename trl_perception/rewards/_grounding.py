@@ -24,6 +24,7 @@ from ..parsing import parse_boxes
 from ._base import PerceptionReward, mean_or_nan
 from ._registry import register_reward
 
+
 _KINDS = ("iou", "iou_squared", "giou", "iou_threshold")
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+
 _REWARDS: dict[str, Callable[..., Any]] = {}
 
 

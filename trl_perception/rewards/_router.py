@@ -20,6 +20,7 @@ from typing import Any
 
 from ._registry import _REWARDS, register_reward
 
+
 DEFAULT_TASK_REWARDS: dict[str, str] = {
     "grounding": "iou_squared",
     "counting": "count_match",

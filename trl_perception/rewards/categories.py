@@ -24,6 +24,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+
 # COCO 2017 `instances_*.json` categories (id -> name); 80 classes, ids 12, 26, 29, 30, 45, 66, 68, 69, 71, 83 unused.
 COCO_CATEGORIES: dict[int, str] = {
     1: "person", 2: "bicycle", 3: "car", 4: "motorcycle", 5: "airplane", 6: "bus", 7: "train", 8: "truck",

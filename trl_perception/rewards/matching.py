@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+
 # Costs are clipped to this magnitude: scipy rejects non-finite cost matrices, and overflowed entries (boxes with
 # coordinates near 1e308) must still be comparable.
 _COST_LIMIT = 1e15

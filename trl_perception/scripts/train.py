@@ -21,7 +21,6 @@ trl-perception train --config recipes/grounding_refcoco.yaml --num_processes 8 -
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import json
 import math
@@ -243,7 +242,11 @@ def main(script_args: PerceptionScriptArguments, training_args, model_args) -> d
             seed=training_args.seed,
             log_every=max(1, script_args.warmstart_steps // 4),
         )
-        summary["warmstart"] = {"steps": len(losses), "final_loss": losses[-1], "shuffle_targets": script_args.warmstart_shuffle_targets}
+        summary["warmstart"] = {
+            "steps": len(losses),
+            "final_loss": losses[-1],
+            "shuffle_targets": script_args.warmstart_shuffle_targets,
+        }
     if heldout_rows and state.is_main_process:
         score("before")
 
