@@ -30,6 +30,7 @@ TRL's `ModelConfig`; command-line flags override it; keys the script does not kn
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
@@ -45,10 +46,24 @@ def _train(argv: list[str]) -> int:
         argv, return_remaining_strings=True, separate_remaining_strings=True
     )
     launch_args = resolve_accelerate_config_argument(config_remaining + cli_remaining)
+    if not any(arg.startswith("--num_cpu_threads_per_process") for arg in launch_args):
+        # accelerate launch pins OMP_NUM_THREADS to 1 unless told otherwise; give each process its share of the cores
+        # (CPU runs are otherwise several times slower).
+        processes = _launch_arg_value(launch_args, "--num_processes", default=1)
+        launch_args += ["--num_cpu_threads_per_process", str(max(1, (os.cpu_count() or 1) // processes))]
     script_args = _subtract_subsequence(argv, cli_remaining)
     accelerate_args = launch_command_parser().parse_args([*launch_args, train_script.__file__, *script_args])
     launch_command(accelerate_args)
     return 0
+
+
+def _launch_arg_value(args: list[str], flag: str, default: int) -> int:
+    for i, arg in enumerate(args):
+        if arg == flag and i + 1 < len(args):
+            return int(args[i + 1])
+        if arg.startswith(flag + "="):
+            return int(arg.split("=", 1)[1])
+    return default
 
 
 def _subtract_subsequence(items: list[str], subsequence: list[str]) -> list[str]:

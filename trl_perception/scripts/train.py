@@ -79,27 +79,34 @@ class PerceptionScriptArguments(ScriptArguments):
 
 
 BUILDERS = {
-    "synthetic_shapes": "trl_perception.data.synthetic:load_synthetic_shapes",
-    "refcoco": "trl_perception.data:load_refcoco",
-    "pixmo_count": "trl_perception.data:load_pixmo_count",
-    "page_ocr": "trl_perception.data:load_page_ocr",
-    "coco_detection": "trl_perception.data:load_coco_detection",
+    # name: (loader, the keyword that `dataset_config` fills)
+    "synthetic_shapes": ("trl_perception.data:load_synthetic_shapes", "task"),
+    "refcoco": ("trl_perception.data:load_refcoco", "dataset"),
+    "pixmo_count": ("trl_perception.data:load_pixmo_count", None),
+    "page_ocr": ("trl_perception.data:load_page_ocr", "language"),
+    "coco_detection": ("trl_perception.data:load_coco_detection", None),
 }
 
 
-def load_perception_dataset(name: str, config: str | None = None, **kwargs):
-    """Load a dataset by builder name, saved directory or hub id (see `PerceptionScriptArguments.dataset_name`)."""
+def load_perception_dataset(name: str, split: str, config: str | None = None, **kwargs):
+    """One split of a dataset given by builder name, saved directory or hub id (see `dataset_name`)."""
     import datasets
 
     if name in BUILDERS:
-        module, attr = BUILDERS[name].split(":")
+        target, config_key = BUILDERS[name]
+        module, attr = target.split(":")
         loader = getattr(importlib.import_module(module), attr)
         if config is not None:
-            kwargs.setdefault("task" if name == "synthetic_shapes" else "name", config)
-        return loader(**kwargs)
-    if os.path.isdir(name) and os.path.exists(os.path.join(name, "dataset_dict.json")):
-        return datasets.load_from_disk(name)
-    return datasets.load_dataset(name, name=config, **kwargs)
+            if config_key is None:
+                raise ValueError(f"The {name!r} builder has no `dataset_config`; use `dataset_kwargs` instead.")
+            kwargs.setdefault(config_key, config)
+        if name == "synthetic_shapes":  # builds both splits in one go
+            return loader(**kwargs)[split]
+        return loader(split=split, **kwargs)
+    if os.path.isdir(name):
+        loaded = datasets.load_from_disk(name)
+        return loaded[split] if isinstance(loaded, datasets.DatasetDict) else loaded
+    return datasets.load_dataset(name, name=config, split=split, **kwargs)
 
 
 def resolve_reward(name: str, options: dict[str, Any] | None):
@@ -191,10 +198,10 @@ def main(script_args: PerceptionScriptArguments, training_args, model_args) -> d
         state.wait_for_everyone()
 
     # Dataset
-    dataset = load_perception_dataset(
-        script_args.dataset_name, script_args.dataset_config, **(script_args.dataset_kwargs or {})
+    dataset_kwargs = script_args.dataset_kwargs or {}
+    train_dataset = load_perception_dataset(
+        script_args.dataset_name, script_args.dataset_train_split, script_args.dataset_config, **dataset_kwargs
     )
-    train_dataset = dataset[script_args.dataset_train_split]
     if script_args.dataset_train_limit is not None:
         train_dataset = train_dataset.select(range(min(script_args.dataset_train_limit, len(train_dataset))))
 
@@ -213,7 +220,9 @@ def main(script_args: PerceptionScriptArguments, training_args, model_args) -> d
     summary: dict[str, Any] = {"model": model_args.model_name_or_path, "dataset": script_args.dataset_name}
     heldout_rows = []
     if script_args.heldout_samples:
-        test = dataset[script_args.dataset_test_split]
+        test = load_perception_dataset(
+            script_args.dataset_name, script_args.dataset_test_split, script_args.dataset_config, **dataset_kwargs
+        )
         heldout_rows = [test[i] for i in range(min(script_args.heldout_samples, len(test)))]
 
     def score(tag: str):
@@ -271,12 +280,25 @@ def main(script_args: PerceptionScriptArguments, training_args, model_args) -> d
         b, a = before["per_sample"][first], after["per_sample"][first]
         if all(v in (0.0, 1.0, None) for v in b + a):
             n = sum(v is not None for v in a)
-            test = two_proportion_test(sum(v == 1.0 for v in b), sum(v == 1.0 for v in a), n)
+            k_after = sum(v == 1.0 for v in a)
+            test = two_proportion_test(sum(v == 1.0 for v in b), k_after, n)
             summary["heldout"]["accuracy_test"] = {"reward": first, "n": n, **test}
+            counts = [row.get("count") for row in heldout_rows]
+            if all(c is not None for c in counts):
+                # The best any image-blind policy can do: always answer the most frequent count.
+                k_blind = max(counts.count(c) for c in set(counts))
+                summary["heldout"]["image_blind_baseline"] = {
+                    "accuracy": k_blind / len(counts),
+                    **two_proportion_test(k_blind, k_after, n),
+                }
         state.print(
             f"[held-out] greedy reward before {before['reward']:.3f} -> after {after['reward']:.3f} "
             f"(+{summary['heldout']['improvement']:.3f})"
         )
+        for key, label in (("accuracy_test", "after vs before"), ("image_blind_baseline", "after vs image-blind")):
+            if key in summary["heldout"]:
+                result = summary["heldout"][key]
+                state.print(f"[held-out] {label}: z = {result['z']:.2f}, one-sided p = {result['p_value']:.2g}")
     summary["wall_time_s"] = time.time() - started
     if state.is_main_process:
         _write_run_files(training_args.output_dir, trainer.state.log_history, summary)
