@@ -13,7 +13,7 @@
 # limitations under the License.
 """Score model outputs with the perception rewards, outside any trainer.
 
-    python examples/score_completions.py
+python examples/score_completions.py
 """
 
 from trl_perception.rewards import get_reward

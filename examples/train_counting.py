@@ -13,7 +13,7 @@
 # limitations under the License.
 """GRPO on synthetic counting with the Python API (the quickstart without the CLI), on CPU in about a minute.
 
-    python examples/train_counting.py
+python examples/train_counting.py
 """
 
 from transformers import AutoProcessor
