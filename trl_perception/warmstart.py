@@ -30,30 +30,17 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
-
-
-def _user_text(prompt: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Conversational prompt with one image part before the first user text, as TRL builds it."""
-    messages, inserted = [], False
-    for message in prompt:
-        if message["role"] == "user" and not inserted and isinstance(message["content"], str):
-            messages.append(
-                {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": message["content"]}]}
-            )
-            inserted = True
-        else:
-            messages.append(message)
-    return messages
+from trl.data_utils import prepare_multimodal_messages
 
 
 def _encode(processor, rows: Sequence[dict[str, Any]], targets: Sequence[str] | None = None):
-    texts = processor.apply_chat_template(
-        [_user_text(row["prompt"]) for row in rows], add_generation_prompt=True, tokenize=False
-    )
+    # TRL's own message preparation, so these prompts are exactly the ones GRPO trains on.
+    images = [row["image"].convert("RGB") for row in rows]
+    messages = [prepare_multimodal_messages(row["prompt"], [image]) for row, image in zip(rows, images, strict=True)]
+    texts = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     if targets is not None:
         eos = processor.tokenizer.eos_token
         texts = [text + target + eos for text, target in zip(texts, targets, strict=True)]
-    images = [row["image"].convert("RGB") for row in rows]
     return processor(text=texts, images=images, return_tensors="pt", padding=True)
 
 
