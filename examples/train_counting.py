@@ -11,38 +11,56 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""GRPO on synthetic counting with the Python API (the quickstart without the CLI), on CPU in about a minute.
+"""The quickstart with the Python API instead of the CLI: warm start, GRPO, held-out accuracy before and after.
 
-python examples/train_counting.py
+    python examples/train_counting.py      # about 2 minutes on 2 CPU cores
 """
 
-from transformers import AutoProcessor
+from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from trl_perception import PerceptionGRPOConfig, PerceptionGRPOTrainer
 from trl_perception.data import load_synthetic_shapes
 from trl_perception.rewards import get_reward
 from trl_perception.testing import build_tiny_model
+from trl_perception.warmstart import heldout_greedy_scores, supervised_warm_start
 
 
 def main():
     model_path = build_tiny_model("runs/example_counting/initial_model")  # offline tiny Qwen2.5-VL
+    model = AutoModelForImageTextToText.from_pretrained(model_path)
+    processor = AutoProcessor.from_pretrained(model_path, padding_side="left")
     dataset = load_synthetic_shapes(
-        "counting", num_train=512, num_test=64, canvas_width=84, canvas_height=84, colors=("blue",), shapes=("square",)
+        "counting",
+        num_train=4000,
+        num_test=300,
+        canvas_width=84,
+        canvas_height=84,
+        colors=("blue",),
+        shapes=("square",),
+        prompt="How many shapes?",
+        system_prompt="Count.",
     )
+    reward = get_reward("count_exact", source="answer")
+    heldout = [dataset["test"][i] for i in range(len(dataset["test"]))]
+
+    # A short supervised warm start teaches the answer format (a number); GRPO then has a reward signal.
+    supervised_warm_start(model, processor, dataset["train"], lambda row: str(row["count"]), steps=60)
+    before = heldout_greedy_scores(model, processor, heldout, [reward], max_new_tokens=4)["reward"]
+
     trainer = PerceptionGRPOTrainer(
-        model=model_path,
-        reward_funcs=[get_reward("count_exact", source="answer")],
+        model=model,
+        reward_funcs=[reward],
         args=PerceptionGRPOConfig(
             output_dir="runs/example_counting",
-            max_steps=20,
-            per_device_train_batch_size=16,
+            max_steps=150,
+            per_device_train_batch_size=64,
             num_generations=4,
             max_completion_length=4,
-            learning_rate=1e-3,
+            learning_rate=5e-4,
             beta=0.0,
             loss_type="grpo",
             temperature=1.0,
-            logging_steps=5,
+            logging_steps=10,
             bf16=False,
             gradient_checkpointing=False,
             use_cpu=True,
@@ -50,11 +68,11 @@ def main():
             save_strategy="no",
         ),
         train_dataset=dataset["train"],
-        processing_class=AutoProcessor.from_pretrained(model_path, padding_side="left"),
+        processing_class=processor,
     )
     trainer.train()
-    # Per-step reward components logged by the reward (accuracy, parse-failure rate, ...) and per-task groups.
-    print({k: v for k, v in trainer.state.log_history[-2].items() if "count_exact" in k or k == "reward"})
+    after = heldout_greedy_scores(trainer.model, processor, heldout, [reward], max_new_tokens=4)["reward"]
+    print(f"held-out greedy accuracy: before GRPO {before:.3f} -> after GRPO {after:.3f}")
 
 
 if __name__ == "__main__":

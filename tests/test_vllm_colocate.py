@@ -276,15 +276,23 @@ def test_vllm_never_samples_vision_tokens(trainers):
     assert not any(set(c) & vision_ids for c in completions)
 
 
-def test_pixel_budget_mismatch_fails_at_start_up(tmp_path, trainers):
-    # Last in the module: vLLM keeps its parallel groups in process-global state, and tearing down the engine of a
-    # failed constructor resets them under the shared engines.
+def test_trainer_pixel_budget_reaches_the_engine_and_the_probe_guards_it(tmp_path, trainers):
+    # Last in the module: it starts a third engine in this process.
+    # The checkpoint's preprocessor says max_pixels = 28*28*16; the trainer resizes with 28*28*64. Stock TRL builds
+    # vLLM from the checkpoint alone, so the engine would expand large images to fewer tokens than the trainer's ids
+    # (the start-up probe then fails); PerceptionGRPOTrainer gives the engine its own budget.
+    path = trainers["qwen2_5_vl"].model.name_or_path
     other = build_tiny_processor("qwen2_5_vl", max_pixels=28 * 28 * 64)
+    trainer = PerceptionGRPOTrainer(
+        path, _length_reward, args=_args(tmp_path, max_steps=1), train_dataset=_dataset(), processing_class=other
+    )
+    prompt_ids, images, _ = _tokenize(trainer, ROWS)
+    assert max(len(ids) for ids in prompt_ids) > max(len(ids) for ids in _tokenize(trainers["qwen2_5_vl"], ROWS)[0])
+    got_ids, completions, _, _ = trainer.vllm_generation.generate(prompt_ids, images, num_generations=1)
+    assert got_ids == prompt_ids and len(completions) == len(ROWS)
+    trainer.train()  # every rollout batch passes the per-batch parity check
+
+    # The probe catches a budget the engine does not use: ids built with the checkpoint's budget no longer match.
+    checkpoint_ids, checkpoint_images, _ = _tokenize(trainers["qwen2_5_vl"], ROWS[1:2])
     with pytest.raises(ValueError, match="Start-up probe failed"):
-        PerceptionGRPOTrainer(
-            trainers["qwen2_5_vl"].model.name_or_path,
-            _length_reward,
-            args=_args(tmp_path),
-            train_dataset=_dataset(),
-            processing_class=other,
-        )
+        trainer.vllm_generation.check_image_processor(checkpoint_ids[0], checkpoint_images[0])

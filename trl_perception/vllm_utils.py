@@ -13,7 +13,7 @@
 # limitations under the License.
 """vLLM rollouts for image prompts: prompt parity with the HF processor, and weight sync that works on every platform.
 
-[`PerceptionVLLMGeneration`] is TRL's [`~trl.generation.vllm_generation.VLLMGeneration`] with four fixes, each
+[`PerceptionVLLMGeneration`] is TRL's [`~trl.generation.vllm_generation.VLLMGeneration`] with five fixes, each
 scoped to what TRL 1.16 gets wrong for Qwen2-VL / Qwen2.5-VL image prompts:
 
 1. **Colocate prompts are sent un-expanded.** TRL sends the processor's ids, in which every image is already a run of
@@ -32,6 +32,10 @@ scoped to what TRL 1.16 gets wrong for Qwen2-VL / Qwen2.5-VL image prompts:
    is TRL's, unchanged.
 4. **The encoder cache is reset after a sync.** vLLM caches vision-encoder outputs across requests, keyed by image
    hash; TRL only resets the prefix cache, so an image seen before the sync would keep its stale embeddings.
+5. **The colocated engine uses the trainer's pixel budget.** TRL builds `vllm.LLM` from the model path only, so vLLM
+   reads `min_pixels` / `max_pixels` from the checkpoint's `preprocessor_config.json` while the trainer may resize
+   with another budget (Perception-R1 trains with `max_pixels=1_000_000`; the Qwen checkpoints say 12,845,056). The
+   trainer's budget is passed to the engine as `mm_processor_kwargs`; the start-up probe still verifies the result.
 
 Example:
 
@@ -44,8 +48,11 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 
+import trl.generation.vllm_generation as trl_vllm_generation
 from trl.generation.vllm_generation import VLLMGeneration
 from trl.import_utils import is_vllm_available
 
@@ -109,10 +116,29 @@ def pixel_budget(processing_class) -> str:
     return f"min_pixels={min_pixels}, max_pixels={max_pixels}, size={size}"
 
 
+@contextlib.contextmanager
+def _llm_defaults(**defaults):
+    """Add keyword arguments to the `vllm.LLM(...)` call inside TRL's `VLLMGeneration._init_vllm`.
+
+    TRL has no hook for engine arguments. Remove once: TRL forwards `mm_processor_kwargs` (or the processor's budget)
+    to `vllm.LLM`.
+    """
+    defaults = {k: v for k, v in defaults.items() if v is not None}
+    original = getattr(trl_vllm_generation, "LLM", None)
+    if not defaults or original is None:
+        yield
+        return
+    trl_vllm_generation.LLM = functools.partial(original, **defaults)
+    try:
+        yield
+    finally:
+        trl_vllm_generation.LLM = original
+
+
 class PerceptionVLLMGeneration(VLLMGeneration):
     """
     [`~trl.generation.vllm_generation.VLLMGeneration`] with correct image prompts and platform-independent weight
-    sync; see the module docstring for the four fixes.
+    sync; see the module docstring for the five fixes.
 
     Args:
         *args, **kwargs:
@@ -155,7 +181,8 @@ class PerceptionVLLMGeneration(VLLMGeneration):
             self.accelerator.wait_for_everyone()
             return
         try:
-            super()._init_vllm()
+            with _llm_defaults(mm_processor_kwargs=self._mm_processor_kwargs() if self.mode == "colocate" else None):
+                super()._init_vllm()
         except NotImplementedError as error:
             raise NotImplementedError(
                 f"{error} vLLM's weight-transfer engines (NCCL, CUDA IPC) need CUDA on both sides, so server mode "
@@ -163,6 +190,16 @@ class PerceptionVLLMGeneration(VLLMGeneration):
                 "only generate through the server (the trainer then stops at the first generation after an "
                 "optimizer step)."
             ) from error
+
+    def _mm_processor_kwargs(self) -> dict[str, int] | None:
+        """The trainer processor's pixel budget, for the colocated engine (fix 5)."""
+        from .eval.backends import processor_pixel_budget
+
+        try:
+            _, min_pixels, max_pixels = processor_pixel_budget(self.processing_class)
+        except (AttributeError, ValueError):  # not a Qwen-style image processor: leave vLLM's defaults
+            return None
+        return {"min_pixels": min_pixels, "max_pixels": max_pixels}
 
     # ---------------------------------------------------------------- weight sync
 

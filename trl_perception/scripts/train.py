@@ -55,6 +55,9 @@ class PerceptionScriptArguments(ScriptArguments):
         heldout_samples (`int`, *optional*, defaults to `0`):
             Held-out rows (from `dataset_test_split`) scored greedily with the training rewards before and after
             training; 0 disables it.
+        min_pixels, max_pixels (`int`, *optional*):
+            Pixel budget of the image processor (default: the checkpoint's). It also reaches the colocated vLLM engine
+            and, through `model_image_sizes`, the rewards.
     """
 
     dataset_name: str | None = field(default=None, metadata={"help": "Builder name, saved dataset path or hub id."})
@@ -68,6 +71,11 @@ class PerceptionScriptArguments(ScriptArguments):
     warmstart_shuffle_targets: bool = field(default=True, metadata={"help": "Warm start on shuffled targets."})
     heldout_samples: int = field(default=0, metadata={"help": "Held-out rows scored before and after training."})
     heldout_max_new_tokens: int = field(default=16, metadata={"help": "Greedy tokens for held-out scoring."})
+    min_pixels: int | None = field(default=None, metadata={"help": "Processor pixel budget (default: checkpoint)."})
+    max_pixels: int | None = field(
+        default=None,
+        metadata={"help": "Processor pixel budget (default: checkpoint); Perception-R1 trained with 1000000."},
+    )
 
     def __post_init__(self):
         for name in ("dataset_kwargs", "reward_kwargs"):
@@ -179,9 +187,10 @@ def two_proportion_test(k_before: int, k_after: int, n: int) -> dict[str, float]
 def main(script_args: PerceptionScriptArguments, training_args, model_args) -> dict[str, Any]:
     import torch
     from accelerate import PartialState
-    from transformers import AutoModelForImageTextToText, AutoProcessor
+    from transformers import AutoModelForImageTextToText
 
     from trl_perception import PerceptionGRPOTrainer
+    from trl_perception.eval.backends import load_processor
     from trl_perception.warmstart import heldout_greedy_scores, reward_name, supervised_warm_start
 
     state = PartialState()
@@ -215,7 +224,8 @@ def main(script_args: PerceptionScriptArguments, training_args, model_args) -> d
     model = AutoModelForImageTextToText.from_pretrained(
         model_path, dtype=dtype, attn_implementation=model_args.attn_implementation
     )
-    processor = AutoProcessor.from_pretrained(model_path, padding_side="left")
+    # The trainer passes this processor's pixel budget to the colocated vLLM engine and to the rewards.
+    processor = load_processor(model_path, script_args.min_pixels, script_args.max_pixels)
 
     summary: dict[str, Any] = {"model": model_args.model_name_or_path, "dataset": script_args.dataset_name}
     heldout_rows = []
