@@ -13,7 +13,7 @@
 # limitations under the License.
 """The quickstart with the Python API instead of the CLI: warm start, GRPO, held-out accuracy before and after.
 
-    python examples/train_counting.py      # about 2 minutes on 2 CPU cores
+python examples/train_counting.py      # about 2 minutes on 2 CPU cores
 """
 
 from transformers import AutoModelForImageTextToText, AutoProcessor
