@@ -188,6 +188,7 @@ def main(script_args: PerceptionScriptArguments, training_args, model_args) -> d
     import torch
     from accelerate import PartialState
     from transformers import AutoModelForImageTextToText
+    from trl import get_peft_config
 
     from trl_perception import PerceptionGRPOTrainer
     from trl_perception.eval.backends import load_processor
@@ -220,10 +221,16 @@ def main(script_args: PerceptionScriptArguments, training_args, model_args) -> d
     ]
 
     # Model and processor are loaded here (not by the trainer) so that warm start and held-out scoring use them.
+    # As `trl grpo` does: ModelConfig's dtype / attention / revision, then `model_init_kwargs` on top.
     dtype = model_args.dtype if model_args.dtype in (None, "auto") else getattr(torch, model_args.dtype)
-    model = AutoModelForImageTextToText.from_pretrained(
-        model_path, dtype=dtype, attn_implementation=model_args.attn_implementation
-    )
+    init_kwargs = {
+        "dtype": dtype,
+        "attn_implementation": model_args.attn_implementation,
+        "revision": model_args.model_revision,
+        **(training_args.model_init_kwargs or {}),
+    }
+    training_args.model_init_kwargs = None  # consumed here; the trainer receives an instantiated model
+    model = AutoModelForImageTextToText.from_pretrained(model_path, **init_kwargs)
     # The trainer passes this processor's pixel budget to the colocated vLLM engine and to the rewards.
     processor = load_processor(model_path, script_args.min_pixels, script_args.max_pixels)
 
@@ -276,6 +283,7 @@ def main(script_args: PerceptionScriptArguments, training_args, model_args) -> d
         args=training_args,
         train_dataset=train_dataset,
         processing_class=processor,
+        peft_config=get_peft_config(model_args),
     )
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     trainer.save_model(training_args.output_dir)
