@@ -121,3 +121,17 @@ def test_ocr_eval_score_equals_reward_without_normalization():
     # A parse failure is 0 for the reward and an empty prediction for the evaluation: both 0 against a non-empty GT.
     assert scores == pytest.approx(rewards)
     assert failures.count("unterminated_think") == 1
+
+
+def test_grounding_eval_without_a_usable_box_is_a_failure_not_a_crash():
+    from trl_perception.eval.scoring import score_grounding
+    from trl_perception.geometry import ImageGeometry
+
+    row = {"boxes": [[0.0, 0.0, 10.0, 10.0]], "width": 100, "height": 100}
+    geometry = ImageGeometry(100, 100, 100, 100)
+    for text in ('[{"bbox_2d": [1, 2, 3]}]', "[]"):
+        result = score_grounding(text, row, geometry, "qwen2_5_vl")
+        assert result["failure"] == "no_boxes" and result["score"] == 0.0
+    # The first well-formed box is scored, as the reward does.
+    ok = score_grounding('[{"label": "a"}, {"bbox_2d": [0, 0, 10, 10]}]', row, geometry, "qwen2_5_vl")
+    assert ok["failure"] is None and ok["score"] == 1.0

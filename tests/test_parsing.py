@@ -142,7 +142,7 @@ def test_parse_boxes_counts_malformed_items():
 
 def test_parse_boxes_json_without_any_usable_item():
     assert parse_boxes('[{"bbox_2d": "nope"}]').value.num_malformed == 1
-    assert parse_boxes("[]", format="json").error == "no_boxes"
+    assert parse_boxes("[]", format="json").value.num_items == 0  # "no objects" is an answer, not a failure
     assert parse_boxes("not json at all", format="json").error == "no_boxes"
 
 
@@ -349,3 +349,20 @@ def test_check_qwen2_vl_grounding_format_is_properly_escaped():
     # D3: the released pattern's unescaped `|` accepted anything starting with "<"; these must all fail.
     for bad in ("<", "<|im_end|>", "<oops", "the cat(1,2),(3,4)", good.replace("(1,2)", "(1.5,2)"), good + "extra"):
         assert not check_qwen2_vl_grounding_format(bad)
+
+
+def test_empty_json_list_is_zero_items_not_a_failure():
+    for text in ("[]", "```json\n[]\n```", "<answer>[ ]</answer>"):
+        boxes = parse_boxes(text)
+        assert boxes.ok and boxes.value.num_items == 0 and len(boxes.value.coords) == 0
+        points = parse_points(text)
+        assert points.ok and points.value.num_items == 0
+
+
+def test_malformed_first_item_does_not_hide_the_valid_box_under_a_cap():
+    result = parse_boxes('[{"label": "a"}, {"bbox_2d": [0, 0, 10, 10]}, {"bbox_2d": [1, 1, 2, 2]}]', max_boxes=1)
+    assert result.ok and result.value.coords == [[0.0, 0.0, 10.0, 10.0]]
+    assert result.value.num_malformed == 1 and result.value.num_items == 3 and result.value.capped
+    # Only malformed items: a successful parse with no box (detection scores its format term from this).
+    only_bad = parse_boxes('[{"bbox_2d": [1, 2, 3]}]')
+    assert only_bad.ok and only_bad.value.coords == [] and only_bad.value.num_malformed == 1

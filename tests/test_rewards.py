@@ -537,3 +537,33 @@ def test_random_unicode_completions_stay_in_range(text):
 def test_module_rewards_are_shared_instances():
     # The dotted-path instances are built once, at import (no per-call regex compilation or setup).
     assert rewards_module.iou_squared is importlib.import_module("trl_perception.rewards").iou_squared
+
+
+def test_grounding_without_a_usable_box_is_a_counted_parse_failure():
+    reward = get_reward("iou_squared", frame="original")
+    logged = {}
+    texts = ['[{"bbox_2d": [1, 2, 3]}]', '[{"label": "a"}, {"bbox_2d": [0, 0, 10, 10]}]', "[]"]
+    scores = reward(
+        prompts=[None] * 3,
+        completions=texts,
+        boxes=[[[0.0, 0.0, 10.0, 10.0]]] * 3,
+        width=[100] * 3,
+        height=[100] * 3,
+        log_metric=lambda name, value: logged.__setitem__(name, value),
+    )
+    assert scores == [0.0, 1.0, 0.0]
+    assert logged["iou_squared/parse_failure_rate"] == pytest.approx(2 / 3)
+
+
+def test_empty_list_counts_zero_objects():
+    from trl_perception.rewards._counting import predicted_count
+
+    assert predicted_count("[]") == (0, None)
+    assert predicted_count("```json\n[]\n```") == (0, None)
+    assert get_reward("count_exact")(prompts=[None], completions=["[]"], count=[0]) == [1.0]
+
+
+def test_count_match_needs_the_image_size_in_every_frame():
+    reward = get_reward("count_match", frame="original")
+    with pytest.raises(ValueError, match="width"):
+        reward(prompts=[None], completions=['[{"point_2d": [0, 0]}]'], points=[[[900.0, 900.0]]], count=[1])

@@ -308,6 +308,11 @@ def _decode_json(payload: str) -> list | None:
     return value if type(value) is list else None
 
 
+def _is_empty_json_list(answer: str) -> bool:
+    """`[]`, optionally fenced: the Qwen2.5-VL way of saying "no objects"."""
+    return _json_payload(answer).strip().replace(" ", "").replace("\n", "") == "[]"
+
+
 def _items_from_json(answer: str, key: str, width: int, max_items: int):
     """
     Shared JSON path of boxes (`bbox_2d`, width 4) and points (`point_2d`, width 2). Returns
@@ -319,7 +324,11 @@ def _items_from_json(answer: str, key: str, width: int, max_items: int):
     labels: list[str | None] = []
     malformed = 0
     if items is not None:
-        for item in items[:max_items] if len(items) > max_items else items:
+        # The cap counts well-formed items, so a malformed first item cannot hide the valid ones after it. The work
+        # stays bounded: `items` came from at most `max_chars` characters.
+        for item in items:
+            if len(coords) >= max_items:
+                break
             floats = _to_floats(item.get(key), width) if type(item) is dict else None
             if floats is None:
                 malformed += 1
@@ -327,8 +336,7 @@ def _items_from_json(answer: str, key: str, width: int, max_items: int):
             coords.append(floats)
             label = item.get("label")
             labels.append(label if type(label) is str else None)
-        if not coords and malformed == 0:
-            return None
+        # An empty list is a well-formed answer with zero items ("nothing to detect"), not a parse failure.
         return coords, labels, len(items), malformed, True
     # Recovery for truncated / malformed JSON: every complete `{...}` object is an item.
     key_re = _BBOX_KEY_RE if width == 4 else _POINT_KEY_RE
@@ -336,7 +344,9 @@ def _items_from_json(answer: str, key: str, width: int, max_items: int):
     if not objects:
         # No complete object (e.g. output cut inside the first item): fall back to bare key occurrences.
         objects = [m.group(0) for m in key_re.finditer(payload)]
-    for obj in objects[:max_items]:
+    for obj in objects:
+        if len(coords) >= max_items:
+            break
         match = key_re.search(obj)
         if match is None:
             malformed += 1
@@ -409,12 +419,12 @@ def parse_boxes(
     if not answer.ok:
         return ParseResult(error=answer.error)
     s = answer.value
-    if format == "json" or (format == "auto" and "bbox_2d" in s):
+    if format == "json" or (format == "auto" and ("bbox_2d" in s or _is_empty_json_list(s))):
         found = _items_from_json(s, "bbox_2d", 4, max_boxes)
         if found is None:
             return ParseResult(error="no_boxes")
         coords, labels, num_items, malformed, well_formed = found
-        capped = num_items > max_boxes
+        capped = len(coords) + malformed < num_items
         return ParseResult(ParsedBoxes(coords, tuple(labels), num_items, malformed, "json", well_formed, capped))
     if format in ("auto", "qwen2_vl"):
         matches = _QWEN2_VL_BOX_RE.findall(s)
@@ -463,12 +473,12 @@ def parse_points(
     if not answer.ok:
         return ParseResult(error=answer.error)
     s = answer.value
-    if format == "json" or (format == "auto" and "point_2d" in s):
+    if format == "json" or (format == "auto" and ("point_2d" in s or _is_empty_json_list(s))):
         found = _items_from_json(s, "point_2d", 2, max_points)
         if found is None:
             return ParseResult(error="no_points")
         coords, labels, num_items, malformed, well_formed = found
-        capped = num_items > max_points
+        capped = len(coords) + malformed < num_items
         return ParseResult(ParsedPoints(coords, tuple(labels), num_items, malformed, "json", well_formed, capped))
     matches = _LIST2_RE.findall(s)
     if not matches:

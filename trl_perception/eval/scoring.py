@@ -80,8 +80,9 @@ def score_grounding(
     _check_frame(frame)
     result = parse_boxes(text)
     gt = [float(v) for v in row["boxes"][0]]
-    if not result.ok:
-        return {"failure": result.error, "parsed": None, "prediction": None, "score": 0.0, "gt": gt}
+    if not result.ok or len(result.value.coords) == 0:  # `[]` or only malformed items: no box to score
+        failure = result.error or "no_boxes"
+        return {"failure": failure, "parsed": None, "prediction": None, "score": 0.0, "gt": gt}
     parsed = np.asarray(result.value.boxes[:1], dtype=np.float64)
     boxes, valid = _sanitize(parsed, frame, geometry, out_of_image)
     if not valid[0]:

@@ -105,6 +105,11 @@ class CountMatchReward(PerceptionReward):
         counts = kwargs.get("count")
         scale, extent = self.scales_and_extents(kwargs, rows)
         diagonal = np.hypot(extent[:, 0], extent[:, 1])
+        if not np.isfinite(diagonal).all():
+            # The location term is normalised by the frame's diagonal; without it every placement would score 1.
+            raise ValueError(
+                f"{self.__name__} needs the `width` and `height` columns (the image size) in every frame."
+            )
         rewards: list[float | None] = [None] * len(rows)
         ratios, locations, failures, exact, abs_errors = [], [], [], [], []
         for k, i in enumerate(rows):

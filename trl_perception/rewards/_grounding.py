@@ -114,7 +114,8 @@ class GroundingReward(PerceptionReward):
             gt_list.append(gt_boxes[0])
             has_gt.append(True)
             result = parse_boxes(texts[k], format=self.box_format, max_boxes=1)
-            if result.error is None:
+            # A parse may succeed with no box (`[]`, or only malformed items): nothing to score, a parse failure.
+            if result.error is None and result.value.coords:
                 value = result.value
                 pred_list.append(value.coords[0])
                 parsed.append(True)
