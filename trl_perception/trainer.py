@@ -294,6 +294,12 @@ class PerceptionGRPOTrainer(GRPOTrainer):
         sizes, self._model_image_sizes = self._model_image_sizes, None
         if sizes is not None and len(sizes) == len(inputs):
             inputs = [{**example, "model_image_sizes": size} for example, size in zip(inputs, sizes, strict=True)]
+        elif sizes is not None:
+            # Rewards then re-derive the resized size with `smart_resize` and their own min/max pixels, which may
+            # differ from the processor's budget.
+            logger.warning(
+                f"Not passing `model_image_sizes` to the rewards: {len(sizes)} sizes for {len(inputs)} samples."
+            )
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
 
         task_column = self.perception_args["task_column"]
