@@ -271,6 +271,17 @@ class PerceptionBuilder(datasets.GeneratorBasedBuilder):
 # -- validation helpers ----------------------------------------------------------------------------------------
 
 
+def build_split(builder_class: type[datasets.GeneratorBasedBuilder], split: str, **options: Any) -> datasets.Dataset:
+    """Build (or load from the Arrow cache) one split with `builder_class`: the body of every one-call loader.
+
+    Path-like options (`cache_dir`, `data_dir`, `image_dir`, ...) become strings; `None` stays `None`.
+    """
+    options = {k: os.fspath(v) if isinstance(v, os.PathLike) else v for k, v in options.items()}
+    builder = builder_class(splits=(split,), **options)
+    builder.download_and_prepare()
+    return builder.as_dataset(split=split)
+
+
 def read_image_size(path: str) -> tuple[int, int]:
     """(width, height) from the image header only; raises `OSError`/`UnidentifiedImageError` if unreadable."""
     with Image.open(path) as im:

@@ -39,6 +39,7 @@ from ._common import (
     DataError,
     PerceptionBuilder,
     PerceptionBuilderConfig,
+    build_split,
     check_image,
     xywh_box,
 )
@@ -385,10 +386,11 @@ def load_coco_detection(
             config_kwargs["image_dirs"] = {split: str(image_dir)}
     elif image_dir is not None:
         config_kwargs["image_dirs"] = {split: str(image_dir)}
-    builder = CocoDetection(
-        cache_dir=str(cache_dir) if cache_dir is not None else None,
-        data_dir=str(data_dir) if data_dir is not None else None,
-        splits=(split,),
+    return build_split(
+        CocoDetection,
+        split,
+        cache_dir=cache_dir,
+        data_dir=data_dir,
         family=family,
         thinking=thinking,
         prompt_preset=prompt_preset,
@@ -401,8 +403,6 @@ def load_coco_detection(
         strict=strict,
         **config_kwargs,
     )
-    builder.download_and_prepare()
-    return builder.as_dataset(split=split)
 
 
 __all__ = ["CocoDetection", "CocoDetectionConfig", "coco_categories", "load_coco_detection", "load_coco_json"]

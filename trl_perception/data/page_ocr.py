@@ -34,7 +34,7 @@ from typing import Any, ClassVar
 
 import datasets
 
-from ._common import DataError, PerceptionBuilder, PerceptionBuilderConfig, probe_image
+from ._common import DataError, PerceptionBuilder, PerceptionBuilderConfig, build_split, probe_image
 from .schema import perception_features
 
 
@@ -250,12 +250,13 @@ def load_page_ocr(
     language = "zh" if language == "cn" else language
     if annotation_file is not None:
         config_kwargs["annotation_files"] = {split: str(annotation_file)}
-    builder = PageOcr(
+    return build_split(
+        PageOcr,
+        split,
         config_name=language if language in LANGUAGES else None,
-        cache_dir=str(cache_dir) if cache_dir is not None else None,
-        data_dir=str(data_dir) if data_dir is not None else None,
-        image_dir=str(image_dir) if image_dir is not None else None,
-        splits=(split,),
+        cache_dir=cache_dir,
+        data_dir=data_dir,
+        image_dir=image_dir,
         family=family,
         thinking=thinking,
         prompt_preset=prompt_preset,
@@ -264,8 +265,6 @@ def load_page_ocr(
         strict=strict,
         **config_kwargs,
     )
-    builder.download_and_prepare()
-    return builder.as_dataset(split=split)
 
 
 __all__ = ["PageOcr", "PageOcrConfig", "load_page_ocr", "parse_page_record"]

@@ -38,7 +38,7 @@ from typing import Any, ClassVar
 
 import datasets
 
-from ._common import DataError, PerceptionBuilder, PerceptionBuilderConfig, probe_image
+from ._common import DataError, PerceptionBuilder, PerceptionBuilderConfig, build_split, probe_image
 from .schema import perception_features
 
 
@@ -383,11 +383,12 @@ def load_pixmo_count(
     split = SPLIT_ALIASES.get(split, split)
     if table_file is not None:
         config_kwargs["table_files"] = {split: str(table_file)}
-    builder = PixmoCount(
-        cache_dir=str(cache_dir) if cache_dir is not None else None,
-        data_dir=str(data_dir) if data_dir is not None else None,
-        image_dir=str(image_dir) if image_dir is not None else None,
-        splits=(split,),
+    return build_split(
+        PixmoCount,
+        split,
+        cache_dir=cache_dir,
+        data_dir=data_dir,
+        image_dir=image_dir,
         match_by=match_by,
         verify_sha256=verify_sha256,
         family=family,
@@ -398,8 +399,6 @@ def load_pixmo_count(
         strict=strict,
         **config_kwargs,
     )
-    builder.download_and_prepare()
-    return builder.as_dataset(split=split)
 
 
 __all__ = ["PixmoCount", "PixmoCountConfig", "load_pixmo_count", "parse_points", "sha256_of"]

@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 
 import datasets
 
-from ._common import DataError, PerceptionBuilder, PerceptionBuilderConfig, logger, probe_image, xywh_box
+from ._common import DataError, PerceptionBuilder, PerceptionBuilderConfig, build_split, logger, probe_image, xywh_box
 from .schema import perception_features
 
 
@@ -350,16 +350,17 @@ def load_refcoco(
     predefined = name in RefCoco.builder_configs
     if not predefined:
         config_kwargs["name"] = name
-    builder = RefCoco(
+    return build_split(
+        RefCoco,
+        split,
         config_name=name if predefined else None,
-        cache_dir=str(cache_dir) if cache_dir is not None else None,
-        data_dir=str(data_dir) if data_dir is not None else None,
-        image_dir=str(image_dir) if image_dir is not None else None,
-        refs_file=str(refs_file) if refs_file is not None else None,
-        instances_file=str(instances_file) if instances_file is not None else None,
+        cache_dir=cache_dir,
+        data_dir=data_dir,
+        image_dir=image_dir,
+        refs_file=refs_file,
+        instances_file=instances_file,
         dataset=dataset,
         split_by=split_by,
-        splits=(split,),
         family=family,
         thinking=thinking,
         prompt_preset=prompt_preset,
@@ -368,8 +369,6 @@ def load_refcoco(
         strict=strict,
         **config_kwargs,
     )
-    builder.download_and_prepare()
-    return builder.as_dataset(split=split)
 
 
 __all__ = ["RefCoco", "RefCocoConfig", "load_refcoco", "load_refs"]
