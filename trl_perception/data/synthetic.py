@@ -48,7 +48,7 @@ import datasets
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .schema import perception_features
+from .schema import empty_row, perception_features
 
 
 COLORS: dict[str, tuple[int, int, int]] = {
@@ -211,21 +211,19 @@ def make_example(config: SyntheticShapesConfig, split: str, index: int) -> dict:
         }
     else:
         user = (config.prompt or DEFAULT_GROUNDING_PROMPT).format(expression=labels[0], question=labels[0])
-        gt = {"boxes": [list(map(float, boxes[0]))], "labels": [labels[0]], "count": None, "points": []}
+        gt = {"boxes": [list(map(float, boxes[0]))], "labels": [labels[0]]}
     prompt = ([{"role": "system", "content": config.system_prompt}] if config.system_prompt else []) + [
         {"role": "user", "content": user}
     ]
-    return {
-        "id": f"synthetic-{config.task}/{split}/{index}",
-        "task": config.task,
-        "prompt": prompt,
-        "image": {"bytes": buffer.getvalue(), "path": None},
-        "width": config.canvas_width,
-        "height": config.canvas_height,
-        "category_ids": [],
-        "text": None,
+    return empty_row(
+        id=f"synthetic-{config.task}/{split}/{index}",
+        task=config.task,
+        prompt=prompt,
+        image={"bytes": buffer.getvalue(), "path": None},
+        width=config.canvas_width,
+        height=config.canvas_height,
         **gt,
-    }
+    )
 
 
 class SyntheticShapes(datasets.GeneratorBasedBuilder):
