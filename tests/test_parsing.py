@@ -163,7 +163,7 @@ def test_parse_boxes_plain_lists():
 )
 def test_parse_boxes_qwen2_vl_with_or_without_tokens(text):
     v = parse_boxes(text).value
-    assert v.format == "qwen2_vl" and v.coords == [[157, 459, 208, 622]]
+    assert v.format == "pairs" and v.coords == [[157, 459, 208, 622]]
     # The parser never rescales: the same numbers come back whether or not box tokens are present (D4).
     assert parse_boxes(text, format="qwen2_vl").value.coords == [[157, 459, 208, 622]]
 
@@ -192,7 +192,7 @@ def test_parse_boxes_cap():
     v = parse_boxes(" ".join(f"[{i},{i},{i},{i}]" for i in range(50)), max_boxes=10).value
     assert len(v.coords) == 10 and v.num_items == 50 and v.capped
     v = parse_boxes(" ".join(f"({i},{i}),({i},{i})" for i in range(50)), max_boxes=10).value
-    assert len(v.coords) == 10 and v.num_items == 50 and v.capped and v.format == "qwen2_vl"
+    assert len(v.coords) == 10 and v.num_items == 50 and v.capped and v.format == "pairs"
 
 
 def test_parse_boxes_unknown_format():

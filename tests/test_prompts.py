@@ -15,9 +15,9 @@ import json
 
 import pytest
 
+from trl_perception.families import list_families
 from trl_perception.prompts import (
     DEFAULT_SYSTEM_PROMPT,
-    FAMILIES,
     PRESETS,
     PROMPT_TASKS,
     RELEASED_SYSTEM_PROMPT,
@@ -54,7 +54,7 @@ def test_qwen2_5_vl_asks_for_json_bbox_2d(task):
 
 
 @pytest.mark.parametrize("preset", PRESETS)
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", list_families())
 @pytest.mark.parametrize("task", PROMPT_TASKS)
 @pytest.mark.parametrize("thinking", [False, True])
 def test_every_combination_builds_string_messages(task, family, preset, thinking):
@@ -73,7 +73,7 @@ def test_every_combination_builds_string_messages(task, family, preset, thinking
 
 def test_train_eval_same_by_default_and_mismatch_only_in_released():
     for task in PROMPT_TASKS:
-        for family in FAMILIES:
+        for family in list_families():
             train = build_prompt(task, family=family, variant="train", **SLOTS)
             assert build_prompt(task, family=family, variant="eval", **SLOTS) == train
     released_train = build_prompt("detection", variant="train", preset="released", **SLOTS)
@@ -108,10 +108,15 @@ def test_missing_slot_names_the_slot():
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"task": "segmentation"}, {"task": "ocr", "family": "qwen3"}, {"task": "ocr", "variant": "test"}]
+    ("kwargs", "message"),
+    [
+        ({"task": "segmentation"}, "Unknown prompt task"),
+        ({"task": "ocr", "family": "qwen3"}, r"Unknown model family 'qwen3'; registered families are \[.*'qwen3_vl'"),
+        ({"task": "ocr", "variant": "test"}, "Unknown prompt"),
+    ],
 )
-def test_unknown_values_raise(kwargs):
-    with pytest.raises(ValueError, match="Unknown prompt"):
+def test_unknown_values_raise(kwargs, message):
+    with pytest.raises(ValueError, match=message):
         get_prompt_template(**kwargs)
 
 

@@ -22,8 +22,8 @@ from PIL import Image
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from trl_perception import PerceptionGRPOConfig, PerceptionGRPOTrainer
+from trl_perception.families import QWEN_VISION_TOKENS as VISION_SPECIAL_TOKENS
 from trl_perception.testing import build_tiny_model
-from trl_perception.vllm_utils import VISION_SPECIAL_TOKENS
 
 
 # Mixed sizes and aspect ratios: each hits a different branch of smart_resize (upscale to min_pixels, downscale to

@@ -26,8 +26,9 @@ from trl.data_utils import prepare_multimodal_messages
 from trl.generation.vllm_generation import VLLMGeneration
 
 from trl_perception import PerceptionGRPOConfig, PerceptionGRPOTrainer
+from trl_perception.families import QWEN_VISION_TOKENS as VISION_SPECIAL_TOKENS
 from trl_perception.testing import build_tiny_model, build_tiny_processor
-from trl_perception.vllm_utils import VISION_SPECIAL_TOKENS, collapse_image_runs
+from trl_perception.vllm_utils import collapse_image_runs
 
 
 pytest.importorskip("vllm")

@@ -36,8 +36,9 @@ from transformers import AutoModelForImageTextToText, AutoProcessor
 from trl.data_utils import prepare_multimodal_messages
 
 from trl_perception import PerceptionGRPOConfig, PerceptionGRPOTrainer
+from trl_perception.families import QWEN_VISION_TOKENS as VISION_SPECIAL_TOKENS
 from trl_perception.testing import build_tiny_model, build_tiny_processor
-from trl_perception.vllm_utils import VISION_SPECIAL_TOKENS, image_run_lengths
+from trl_perception.vllm_utils import image_run_lengths
 
 
 pytest.importorskip("vllm")

@@ -18,7 +18,7 @@ trl-perception train --config recipes/quickstart.yaml            # GRPO, launche
 trl-perception train --config recipes/detection_coco.yaml --num_processes 8 --accelerate_config zero2
 trl-perception eval --task grounding --model PATH --dataset refcoco --data-dir ... --image-dir ...
 trl-perception rewards                                            # list the registered rewards
-trl-perception tiny-model PATH [--arch qwen2_vl]                  # write the offline tiny model
+trl-perception tiny-model PATH [--arch qwen3_vl]                  # write the offline tiny model
 ```
 
 `train` mirrors `trl grpo`: a YAML recipe (`--config`) sets the defaults of the script, `PerceptionGRPOConfig` and
@@ -95,7 +95,10 @@ def _rewards(argv: list[str]) -> int:
 def _tiny_model(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="trl-perception tiny-model", description="Write the offline tiny model.")
     parser.add_argument("path")
-    parser.add_argument("--arch", default="qwen2_5_vl", choices=["qwen2_5_vl", "qwen2_vl"])
+    from .families import get_family, list_families
+
+    tiny = [name for name in list_families() if get_family(name).tiny]
+    parser.add_argument("--arch", default="qwen2_5_vl", choices=tiny, help="Model family of the tiny model.")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     from .testing import build_tiny_model

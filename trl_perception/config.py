@@ -33,6 +33,13 @@ class PerceptionGRPOConfig(GRPOConfig):
     Parameters:
         > Parameters that control the reward inputs
 
+        model_family (`str`, *optional*, defaults to `"auto"`):
+            Model family of the policy (`trl_perception.families.list_families()`): the coordinate frame, box syntax
+            and resize settings rewards with `family="auto"` score in, and the vision special tokens that are
+            suppressed. `"auto"` recognises it from `model.config.model_type`; a model no family recognises then
+            gets no `model_family` (rewards fall back with a warning). Name it explicitly for a fine-tune whose
+            `model_type` is unregistered.
+
         pass_model_image_sizes (`bool`, *optional*, defaults to `True`):
             Whether to pass the reward functions a `model_image_sizes` keyword argument: for each sample, a list of
             `[W_r, H_r]` per image, the smart-resized size the model actually sees (`grid * patch_size` from the
@@ -62,6 +69,13 @@ class PerceptionGRPOConfig(GRPOConfig):
     """
 
     # Parameters that control the reward inputs
+    model_family: str = field(
+        default="auto",
+        metadata={
+            "help": "Model family of the policy (trl_perception.families): frame, box syntax and resize settings for "
+            "rewards with family='auto', and the vision tokens to suppress. 'auto' reads `config.model_type`."
+        },
+    )
     pass_model_image_sizes: bool = field(
         default=True,
         metadata={
@@ -99,6 +113,11 @@ class PerceptionGRPOConfig(GRPOConfig):
 
     def __post_init__(self):
         super().__post_init__()
+
+        if self.model_family != "auto":
+            from .families import get_family
+
+            self.model_family = get_family(self.model_family).name  # raises, listing the registered families
 
         if self.use_vllm and self.vllm_mode == "colocate":
             if self.vllm_max_model_length is None:

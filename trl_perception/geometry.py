@@ -19,12 +19,16 @@ is ``[0, 0, 10, 10]``, area 100; no "+1"). Arrays of boxes have shape ``(..., 4)
 
 Coordinate frames (all are axis-aligned scalings of the source image, so conversions are exact and invertible):
 
-| frame | meaning | extent `(X, Y)` |
-|---|---|---|
-| ``"original"`` | pixels of the source image | ``(W, H)`` |
-| ``"normalized"`` | ``original / (W, H)`` | ``(1, 1)`` |
-| ``"qwen2_vl"`` | ``original / (W, H) * 1000``, the Qwen2-VL grid | ``(1000, 1000)`` |
-| ``"qwen2_5_vl"`` | pixels of the smart-resized model input, ``original * (W_r / W, H_r / H)`` | ``(W_r, H_r)`` |
+| frame | meaning | extent `(X, Y)` | written by |
+|---|---|---|---|
+| ``"original"`` | pixels of the source image | ``(W, H)`` | datasets, COCO results |
+| ``"normalized"`` | ``original / (W, H)`` | ``(1, 1)`` | |
+| ``"grid_1000"`` | ``original / (W, H) * 1000``, a relative 0–1000 grid | ``(1000, 1000)`` | Qwen2-VL, Qwen3-VL, Qwen3.5, InternVL |
+| ``"resized"`` | pixels of the smart-resized model input, ``original * (W_r / W, H_r / H)`` | ``(W_r, H_r)`` | Qwen2.5-VL |
+
+Frames form a registry ([`register_frame`], [`get_frame`]); a model family's name (see
+[`trl_perception.families`]) is accepted wherever a frame is and means that family's box frame, so
+``convert_boxes(b, "original", "qwen2_5_vl", g)`` is ``convert_boxes(b, "original", "resized", g)``.
 
 A value ``v`` in frame ``a`` becomes ``v / extent_a * extent_b`` in frame ``b``. Conversions keep floats: rounding
 and clamping (as Qwen's own target rendering does) belong to text rendering, not to rewards or metrics.
@@ -42,6 +46,7 @@ from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Literal
@@ -50,17 +55,18 @@ import numpy as np
 
 
 BoxFormat = Literal["xyxy", "xywh", "cxcywh"]
-Frame = Literal["original", "normalized", "qwen2_vl", "qwen2_5_vl"]
+# A registered frame name (see `list_frames()`), or a model family name meaning that family's box frame.
+Frame = str
 
 BOX_FORMATS: tuple[str, ...] = ("xyxy", "xywh", "cxcywh")
-FRAMES: tuple[str, ...] = ("original", "normalized", "qwen2_vl", "qwen2_5_vl")
 
 # Qwen2-VL / Qwen2.5-VL checkpoints' `preprocessor_config.json`: patch_size 14 x merge_size 2, min 4 and max 16384
-# visual tokens of 28x28 pixels. These are what the processor uses at train time unless a recipe overrides them.
+# visual tokens of 28x28 pixels: `smart_resize`'s and `ImageGeometry.from_size`'s defaults. Per-family values live in
+# `trl_perception.families`.
 QWEN_FACTOR = 28
 QWEN_MIN_PIXELS = 3136
 QWEN_MAX_PIXELS = 12845056
-QWEN2_VL_GRID = 1000.0
+GRID_1000 = 1000.0
 
 # Degenerate input (inf - inf, overflow to inf) is handled explicitly below; numpy's warnings would only be noise.
 _QUIET = {"invalid": "ignore", "over": "ignore", "divide": "ignore"}
@@ -245,7 +251,7 @@ class ImageGeometry:
         height (`int`):
             Source image height `H` in pixels.
         resized_width (`int`):
-            Model input width `W_r` (Qwen2.5-VL frame extent), e.g. `image_grid_thw[2] * patch_size`.
+            Model input width `W_r` (extent of the `"resized"` frame), e.g. `image_grid_thw[2] * patch_size`.
         resized_height (`int`):
             Model input height `H_r`.
 
@@ -255,7 +261,7 @@ class ImageGeometry:
     >>> g = ImageGeometry.from_size(640, 480)
     >>> (g.resized_width, g.resized_height)
     (644, 476)
-    >>> g.extent("qwen2_vl")
+    >>> g.extent("grid_1000")
     (1000.0, 1000.0)
 
     ```
@@ -285,27 +291,111 @@ class ImageGeometry:
 
     @property
     def scale(self) -> tuple[float, float]:
-        """`(W_r / W, H_r / H)`: original pixels -> Qwen2.5-VL pixels."""
+        """`(W_r / W, H_r / H)`: original pixels -> model-input (`"resized"`) pixels."""
         return self.resized_width / self.width, self.resized_height / self.height
+
+
+@dataclass(frozen=True)
+class FrameSpec:
+    """
+    One coordinate frame: `extent(W, H, W_r, H_r) -> (X, Y)` is the image's size in the frame (scalars or numpy
+    arrays, one entry per image); `needs_resized` says whether the model-input size `(W_r, H_r)` is required.
+    """
+
+    name: str
+    extent: Callable[[Any, Any, Any, Any], tuple[Any, Any]]
+    needs_resized: bool = False
+    description: str = ""
+
+
+_FRAMES: dict[str, FrameSpec] = {}
+
+
+def register_frame(
+    name: str,
+    extent: Callable[[Any, Any, Any, Any], tuple[Any, Any]],
+    *,
+    needs_resized: bool = False,
+    description: str = "",
+    overwrite: bool = False,
+) -> FrameSpec:
+    """
+    Register a coordinate frame (an axis-aligned scaling of the source image).
+
+    Example:
+
+    ```python
+    >>> _ = register_frame("grid_100", lambda w, h, rw, rh: (100.0, 100.0), description="percent", overwrite=True)
+    >>> convert_boxes([[0, 0, 320, 240]], "original", "grid_100", ImageGeometry(640, 480, 644, 476)).tolist()
+    [[0.0, 0.0, 50.0, 50.0]]
+
+    ```
+    """
+    if name in _FRAMES and not overwrite:
+        raise ValueError(f"Frame {name!r} is already registered; pass overwrite=True to replace it.")
+    spec = FrameSpec(name, extent, needs_resized, description)
+    _FRAMES[name] = spec
+    return spec
+
+
+def list_frames() -> list[str]:
+    """Names of the registered frames."""
+    return list(_FRAMES)
+
+
+def get_frame(frame: str | FrameSpec) -> FrameSpec:
+    """The registered frame `frame`; a model family name stands for that family's box frame."""
+    if isinstance(frame, FrameSpec):
+        return frame
+    spec = _FRAMES.get(frame)
+    if spec is not None:
+        return spec
+    from . import families  # lazy: the family layer sits on top of this module
+
+    if isinstance(frame, str) and frame in families.list_families():
+        return _FRAMES[families.get_family(frame).box_frame]
+    raise ValueError(
+        f"Unknown coordinate frame {frame!r}; expected one of {list_frames()} or a model family name "
+        f"({families.list_families()}). Register a frame with trl_perception.geometry.register_frame."
+    )
+
+
+# Named functions rather than lambdas: rewards hold their frame, and rewards must pickle (multiprocessing).
+def _original_extent(w, h, rw, rh):
+    return w, h
+
+
+def _normalized_extent(w, h, rw, rh):
+    return 1.0, 1.0
+
+
+def _grid_1000_extent(w, h, rw, rh):
+    return GRID_1000, GRID_1000
+
+
+def _resized_extent(w, h, rw, rh):
+    return rw, rh
+
+
+register_frame("original", _original_extent, description="pixels of the source image")
+register_frame("normalized", _normalized_extent, description="original / (W, H)")
+register_frame("grid_1000", _grid_1000_extent, description="original / (W, H) * 1000 (relative grid)")
+register_frame("resized", _resized_extent, needs_resized=True, description="pixels of the smart-resized model input")
+
+# The built-in frames (frames registered later are listed by `list_frames()`).
+FRAMES: tuple[str, ...] = tuple(_FRAMES)
 
 
 def frame_extent(frame: Frame, width: Any, height: Any, resized_width: Any = None, resized_height: Any = None):
     """
     `(X, Y)` extent of an image in `frame`; works on scalars or on numpy arrays of sizes (one per image).
 
-    `resized_width` / `resized_height` are only needed for `"qwen2_5_vl"`.
+    `resized_width` / `resized_height` are only needed for frames with `needs_resized` (`"resized"`).
     """
-    if frame == "original":
-        return width, height
-    if frame == "normalized":
-        return 1.0, 1.0
-    if frame == "qwen2_vl":
-        return QWEN2_VL_GRID, QWEN2_VL_GRID
-    if frame == "qwen2_5_vl":
-        if resized_width is None or resized_height is None:
-            raise ValueError('The "qwen2_5_vl" frame needs the resized (model input) size of the image.')
-        return resized_width, resized_height
-    raise ValueError(f"Unknown coordinate frame {frame!r}; expected one of {FRAMES}.")
+    spec = get_frame(frame)
+    if spec.needs_resized and (resized_width is None or resized_height is None):
+        raise ValueError(f"The {spec.name!r} frame needs the resized (model input) size of the image.")
+    return spec.extent(width, height, resized_width, resized_height)
 
 
 def frame_scale(src: Frame, dst: Frame, geometry: ImageGeometry) -> tuple[float, float]:
@@ -315,7 +405,7 @@ def frame_scale(src: Frame, dst: Frame, geometry: ImageGeometry) -> tuple[float,
     Example:
 
     ```python
-    >>> frame_scale("original", "qwen2_vl", ImageGeometry(500, 250, 504, 252))
+    >>> frame_scale("original", "grid_1000", ImageGeometry(500, 250, 504, 252))
     (2.0, 4.0)
 
     ```
@@ -351,9 +441,9 @@ def convert_boxes(boxes: Any, src: Frame, dst: Frame, geometry: ImageGeometry) -
 
     ```python
     >>> g = ImageGeometry.from_size(640, 428, max_pixels=1003520)  # resized to 644 x 420
-    >>> convert_boxes([[146, 137, 615, 415]], "original", "qwen2_5_vl", g).round().tolist()
+    >>> convert_boxes([[146, 137, 615, 415]], "original", "resized", g).round().tolist()
     [[147.0, 134.0, 619.0, 407.0]]
-    >>> convert_boxes([[0, 0, 640, 428]], "original", "qwen2_vl", g).tolist()
+    >>> convert_boxes([[0, 0, 640, 428]], "original", "grid_1000", g).tolist()
     [[0.0, 0.0, 1000.0, 1000.0]]
 
     ```

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, Literal, TypeVar
 
@@ -104,7 +105,7 @@ class ParsedBoxes:
         num_malformed (`int`):
             JSON items (among the first `max_boxes`) without a `bbox_2d` of 4 numbers.
         format (`str`):
-            `"json"`, `"list"` or `"qwen2_vl"`.
+            The box syntax that read them: `"json"`, `"list"`, `"pairs"`, `"ref_box"` or a registered one.
         well_formed (`bool`):
             `False` when JSON was recovered item by item because the whole did not decode (e.g. truncated output).
         capped (`bool`):
@@ -152,6 +153,7 @@ _LIST4_RE = re.compile(rf"[\[(]\s*({_NUM})\s*,\s*({_NUM})\s*,\s*({_NUM})\s*,\s*(
 _LIST2_RE = re.compile(rf"[\[(]\s*({_NUM})\s*,\s*({_NUM})\s*[\])]")
 _QWEN2_VL_BOX_RE = re.compile(rf"\(\s*({_NUM})\s*,\s*({_NUM})\s*\)\s*,\s*\(\s*({_NUM})\s*,\s*({_NUM})\s*\)")
 _OBJECT_REF_RE = re.compile(r"<\|object_ref_start\|>([^<]*)<\|object_ref_end\|>")
+_REF_OR_BOX_RE = re.compile(r"<ref>([^<]*)</ref>|<box>([^<]*)</box>")
 _FENCE_INFO_RE = re.compile(r"[A-Za-z0-9_+-]*")
 _JSON_OBJECT_RE = re.compile(r"\{[^{}]*\}")
 _BBOX_KEY_RE = re.compile(rf'"bbox_2d"\s*:\s*\[\s*({_NUM})\s*,\s*({_NUM})\s*,\s*({_NUM})\s*,\s*({_NUM})\s*\]')
@@ -366,37 +368,177 @@ def _decode_json_string(body: str) -> str:
         return body
 
 
+@dataclass(frozen=True)
+class BoxSyntax:
+    """
+    One answer syntax for boxes (see [`register_box_syntax`]).
+
+    Args:
+        name (`str`):
+            Registry name, also `ParsedBoxes.format`.
+        parse (`Callable[[str, int], ParsedBoxes | None]`):
+            `parse(answer, max_boxes)`: the boxes written in the answer region (at most `max_boxes`), or `None` when
+            none is there. Must be linear in the input size and never evaluate it.
+        detect (`Callable[[str], bool]`, *optional*):
+            For `"auto"` parsing: when given and true, the answer is taken to be in this syntax (a `None` from
+            `parse` is then `"no_boxes"`); without it, `"auto"` tries `parse` and moves on when it finds nothing.
+    """
+
+    name: str
+    parse: Callable[[str, int], ParsedBoxes | None]
+    detect: Callable[[str], bool] | None = None
+
+
+_BOX_SYNTAXES: dict[str, BoxSyntax] = {}
+_BOX_SYNTAX_ALIASES: dict[str, str] = {}
+# `"auto"` without a preferred syntax: the built-in heuristic, in this order.
+_AUTO_ORDER = ("json", "pairs", "list")
+
+
+def register_box_syntax(
+    name: str,
+    parse: Callable[[str, int], ParsedBoxes | None],
+    *,
+    detect: Callable[[str], bool] | None = None,
+    aliases: tuple[str, ...] = (),
+    overwrite: bool = False,
+) -> BoxSyntax:
+    """
+    Register a box answer syntax, usable as `parse_boxes(text, format=name)` and as a model family's `box_syntax`.
+
+    Example:
+
+    ```python
+    >>> import re
+    >>> loc = re.compile(r"<loc>(\\d+) (\\d+) (\\d+) (\\d+)</loc>")
+    >>> def parse_loc(answer, max_boxes):
+    ...     coords = [[float(v) for v in m] for m in loc.findall(answer)[:max_boxes]]
+    ...     return ParsedBoxes(coords, (None,) * len(coords), len(coords), format="loc") if coords else None
+    >>> _ = register_box_syntax("loc", parse_loc, overwrite=True)
+    >>> parse_boxes("<loc>1 2 3 4</loc>", format="loc").value.coords
+    [[1.0, 2.0, 3.0, 4.0]]
+
+    ```
+    """
+    if name == "auto" or (not overwrite and (name in _BOX_SYNTAXES or name in _BOX_SYNTAX_ALIASES)):
+        raise ValueError(
+            f"Box syntax {name!r} is already registered (or reserved); pass overwrite=True to replace it."
+        )
+    syntax = BoxSyntax(name, parse, detect)
+    _BOX_SYNTAXES[name] = syntax
+    for alias in aliases:
+        _BOX_SYNTAX_ALIASES[alias] = name
+    return syntax
+
+
+def list_box_syntaxes() -> list[str]:
+    """Names of the registered box syntaxes."""
+    return list(_BOX_SYNTAXES)
+
+
+def get_box_syntax(name: str) -> BoxSyntax:
+    """The registered syntax `name` (or one of its aliases); a `ValueError` lists the registered ones."""
+    syntax = _BOX_SYNTAXES.get(_BOX_SYNTAX_ALIASES.get(name, name)) if isinstance(name, str) else None
+    if syntax is None:
+        raise ValueError(
+            f"Unknown box format {name!r}; expected 'auto' or one of {list_box_syntaxes()} "
+            "(add one with trl_perception.parsing.register_box_syntax)."
+        )
+    return syntax
+
+
+def _parse_json_boxes(answer: str, max_boxes: int) -> ParsedBoxes | None:
+    found = _items_from_json(answer, "bbox_2d", 4, max_boxes)
+    if found is None:
+        return None
+    coords, labels, num_items, malformed, well_formed = found
+    capped = len(coords) + malformed < num_items
+    return ParsedBoxes(coords, tuple(labels), num_items, malformed, "json", well_formed, capped)
+
+
+def _parse_pair_boxes(answer: str, max_boxes: int) -> ParsedBoxes | None:
+    matches = _QWEN2_VL_BOX_RE.findall(answer)
+    if not matches:
+        return None
+    kept = matches[:max_boxes]
+    refs = _OBJECT_REF_RE.findall(answer) if "<|object_ref_start|>" in answer else []
+    labels = tuple(refs[i].strip() if i < len(refs) else None for i in range(len(kept)))
+    coords = [[float(v) for v in m] for m in kept]
+    return ParsedBoxes(coords, labels, len(matches), 0, "pairs", True, len(matches) > max_boxes)
+
+
+def _parse_list_boxes(answer: str, max_boxes: int) -> ParsedBoxes | None:
+    matches = _LIST4_RE.findall(answer)
+    if not matches:
+        return None
+    kept = matches[:max_boxes]
+    coords = [[float(v) for v in m] for m in kept]
+    return ParsedBoxes(coords, (None,) * len(kept), len(matches), 0, "list", True, len(matches) > max_boxes)
+
+
+def _parse_ref_boxes(answer: str, max_boxes: int) -> ParsedBoxes | None:
+    """`<ref>label</ref><box>[[x1, y1, x2, y2], ...]</box>`: every box takes the label of the last `<ref>` before it."""
+    coords: list[list[float]] = []
+    labels: list[str | None] = []
+    total = 0
+    label: str | None = None
+    for match in _REF_OR_BOX_RE.finditer(answer):
+        ref, body = match.group(1), match.group(2)
+        if ref is not None:
+            label = ref.strip()
+            continue
+        for numbers in _LIST4_RE.findall(body):
+            total += 1
+            if len(coords) < max_boxes:
+                coords.append([float(v) for v in numbers])
+                labels.append(label)
+    if not total:
+        return None
+    return ParsedBoxes(coords, tuple(labels), total, 0, "ref_box", True, total > max_boxes)
+
+
+register_box_syntax("json", _parse_json_boxes, detect=lambda s: "bbox_2d" in s or _is_empty_json_list(s))
+register_box_syntax("pairs", _parse_pair_boxes, aliases=("qwen2_vl",))
+register_box_syntax("list", _parse_list_boxes)
+register_box_syntax("ref_box", _parse_ref_boxes, detect=lambda s: "<box>" in s)
+
+
 def parse_boxes(
     text: str,
-    format: Literal["auto", "json", "list", "qwen2_vl"] = "auto",
+    format: str = "auto",
     max_boxes: int = MAX_BOXES,
     max_chars: int = MAX_CHARS,
     extract: bool = True,
+    prefer: str | None = None,
 ) -> ParseResult[ParsedBoxes]:
     """
     Parse boxes from a completion.
 
-    Formats:
+    Formats (registered box syntaxes; more with [`register_box_syntax`]):
 
-    - `"json"`: Qwen2.5-VL `[{"bbox_2d": [x1, y1, x2, y2], "label": "..."}, ...]`, with or without a ```` ```json ````
-      fence; truncated output keeps every complete item (`well_formed=False`).
+    - `"json"`: Qwen2.5-VL / Qwen3-VL `[{"bbox_2d": [x1, y1, x2, y2], "label": "..."}, ...]`, with or without a
+      ```` ```json ```` fence; truncated output keeps every complete item (`well_formed=False`).
     - `"list"`: plain `[x1, y1, x2, y2]` or `(x1, y1, x2, y2)` lists (every occurrence, in order).
-    - `"qwen2_vl"`: `(x1,y1),(x2,y2)`, with or without the `<|box_start|>`/`<|box_end|>` tokens (TRL decodes
-      completions with special tokens skipped). Labels come from `<|object_ref_start|>…<|object_ref_end|>` if present.
-    - `"auto"` (default): `"json"` if the answer mentions `bbox_2d`, else `"qwen2_vl"` if a coordinate pair is
-      found, else `"list"`.
+    - `"pairs"` (alias `"qwen2_vl"`): `(x1,y1),(x2,y2)`, with or without the `<|box_start|>`/`<|box_end|>` tokens
+      (TRL decodes completions with special tokens skipped). Labels come from
+      `<|object_ref_start|>…<|object_ref_end|>` if present.
+    - `"ref_box"`: InternVL `<ref>label</ref><box>[[x1, y1, x2, y2], ...]</box>`.
+    - `"auto"` (default): the `prefer`red syntax first (a model family's `box_syntax`), then `"json"` if the answer
+      mentions `bbox_2d`, else `"pairs"` if a coordinate pair is found, else `"list"`.
 
     Args:
         text (`str`):
             Completion text.
         format (`str`, *optional*, defaults to `"auto"`):
-            One of `"auto"`, `"json"`, `"list"`, `"qwen2_vl"`.
+            `"auto"` or a registered syntax.
         max_boxes (`int`, *optional*, defaults to `1000`):
             At most this many boxes are returned (`capped=True` beyond).
         max_chars (`int`, *optional*, defaults to `65536`):
             Longer inputs fail with `"too_long"`.
         extract (`bool`, *optional*, defaults to `True`):
             Parse only the answer region ([`extract_answer`]).
+        prefer (`str`, *optional*):
+            With `"auto"`: a syntax to try before the built-in order.
 
     Example:
 
@@ -407,43 +549,37 @@ def parse_boxes(
     >>> parse_boxes("The dog<|box_start|>(12,5),(300,400)<|box_end|>").value.boxes.tolist()
     [[12.0, 5.0, 300.0, 400.0]]
     >>> parse_boxes("The dog(12,5),(300,400)").value.format
-    'qwen2_vl'
+    'pairs'
+    >>> parse_boxes("<ref>dog</ref><box>[[1, 2, 3, 4]]</box>", prefer="ref_box").value.labels
+    ('dog',)
     >>> parse_boxes("I cannot see it.").error
     'no_boxes'
 
     ```
     """
-    if format not in ("auto", "json", "list", "qwen2_vl"):
-        raise ValueError(f"Unknown box format {format!r}; expected 'auto', 'json', 'list' or 'qwen2_vl'.")
+    syntax = None if format == "auto" else get_box_syntax(format)
+    order: tuple[BoxSyntax, ...]
+    if syntax is not None:
+        order = (syntax,)
+    else:
+        preferred = () if prefer is None else (get_box_syntax(prefer),)
+        order = preferred + tuple(
+            _BOX_SYNTAXES[name] for name in _AUTO_ORDER if not preferred or name != preferred[0].name
+        )
     answer = _answer(text, extract, max_chars)
     if not answer.ok:
         return ParseResult(error=answer.error)
     s = answer.value
-    if format == "json" or (format == "auto" and ("bbox_2d" in s or _is_empty_json_list(s))):
-        found = _items_from_json(s, "bbox_2d", 4, max_boxes)
-        if found is None:
-            return ParseResult(error="no_boxes")
-        coords, labels, num_items, malformed, well_formed = found
-        capped = len(coords) + malformed < num_items
-        return ParseResult(ParsedBoxes(coords, tuple(labels), num_items, malformed, "json", well_formed, capped))
-    if format in ("auto", "qwen2_vl"):
-        matches = _QWEN2_VL_BOX_RE.findall(s)
-        if matches or format == "qwen2_vl":
-            if not matches:
-                return ParseResult(error="no_boxes")
-            kept = matches[:max_boxes]
-            refs = _OBJECT_REF_RE.findall(s) if "<|object_ref_start|>" in s else []
-            labels = tuple(refs[i].strip() if i < len(refs) else None for i in range(len(kept)))
-            coords = [[float(v) for v in m] for m in kept]
-            capped = len(matches) > max_boxes
-            return ParseResult(ParsedBoxes(coords, labels, len(matches), 0, "qwen2_vl", True, capped))
-    matches = _LIST4_RE.findall(s)
-    if not matches:
-        return ParseResult(error="no_boxes")
-    kept = matches[:max_boxes]
-    coords = [[float(v) for v in m] for m in kept]
-    capped = len(matches) > max_boxes
-    return ParseResult(ParsedBoxes(coords, (None,) * len(kept), len(matches), 0, "list", True, capped))
+    for candidate in order:
+        committed = syntax is not None or (candidate.detect is not None and candidate.detect(s))
+        if candidate.detect is not None and not committed:
+            continue
+        boxes = candidate.parse(s, max_boxes)
+        if boxes is not None:
+            return ParseResult(boxes)
+        if committed:
+            break
+    return ParseResult(error="no_boxes")
 
 
 def parse_points(

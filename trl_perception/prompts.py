@@ -11,7 +11,11 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Prompt templates of Perception-R1, per task × model family × thinking mode × train/eval variant.
+"""Prompt templates of Perception-R1, per task × prompt style × thinking mode × train/eval variant.
+
+Each model family (see [`trl_perception.families`]) names its *prompt style*: the templates that ask for the answer
+syntax the family writes. `build_prompt(task, family=...)` looks the style up; a new style is one
+[`register_prompt_style`] call.
 
 A template is a user-message format string plus an optional system prompt. Slots are written ``{name}`` where
 ``name`` is an identifier; every other brace is literal, so JSON examples such as ``{"bbox_2d": [...]}`` need no
@@ -28,10 +32,14 @@ Builders pass more slots than a template needs (e.g. ``{label}``, ``{expression}
 
 Presets:
 
-- ``"default"``: the paper's strings (Table 8) for Qwen2-VL; for Qwen2.5-VL, grounding and counting ask for the JSON
-  ``bbox_2d`` format that the model family emits. Train and eval use the same prompt.
+- ``"default"``: the paper's strings (Table 8) for Qwen2-VL (style ``qwen2_vl``); for Qwen2.5-VL (``qwen2_5_vl``),
+  grounding and counting ask for the JSON ``bbox_2d`` format that the model family emits; Qwen3-VL and Qwen3.5
+  (``qwen3_vl``) get Qwen3-VL's own grounding phrasing ("Locate … output … in JSON format"), whose coordinates are
+  on the 0–1000 grid; InternVL (``internvl``) its ``<ref>…</ref><box>[[…]]</box>`` phrasing. Train and eval use the
+  same prompt.
 - ``"released"``: the strings of the released Perception-R1 code, including its detection train/eval prompt mismatch
-  and the ``"You are a helpful assistant. "`` system prompt (trailing space), for parity runs only.
+  and the ``"You are a helpful assistant. "`` system prompt (trailing space), for parity runs only. They are the same
+  for every style.
 
 Thinking templates append the R1-style instruction to the no-thinking prompt and use the R1-style system prompt.
 """
@@ -43,10 +51,8 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 
-Family = Literal["qwen2_vl", "qwen2_5_vl"]
 Variant = Literal["train", "eval"]
 
-FAMILIES: tuple[str, ...] = ("qwen2_vl", "qwen2_5_vl")
 PROMPT_TASKS: tuple[str, ...] = ("grounding", "counting", "ocr", "detection")
 VARIANTS: tuple[str, ...] = ("train", "eval")
 PRESETS: tuple[str, ...] = ("default", "released")
@@ -110,51 +116,108 @@ class PromptTemplate:
 
 _JSON_BOX = '[{"bbox_2d": [x1, y1, x2, y2], "label": "{question}"}]'
 _JSON_BOXES = '[{"bbox_2d": [x1, y1, x2, y2], "label": "{question}"}, ...]'
+_ANY_STYLE = "*"  # presets whose strings do not depend on the style (the released code's)
 
-# (preset, task, family, variant) -> no-thinking user string. Thinking variants are derived below.
+# (preset, task, style, variant) -> no-thinking user string. Thinking variants are derived below.
 _USER: dict[tuple[str, str, str, str], str] = {}
 
 
-def _put(preset: str, task: str, family: str, train: str, eval: str | None = None) -> None:
-    _USER[(preset, task, family, "train")] = train
-    _USER[(preset, task, family, "eval")] = train if eval is None else eval
+def register_prompt_style(
+    style: str,
+    templates: dict[str, str | tuple[str, str]],
+    *,
+    preset: str = "default",
+    overwrite: bool = False,
+) -> None:
+    """
+    Register the no-thinking user templates of a prompt style, per task: a string (train and eval alike) or a
+    `(train, eval)` pair. Thinking variants are derived (the R1 suffix and system prompt). Tasks may be any name,
+    so a new task needs no edit here.
+
+    Example:
+
+    ```python
+    >>> register_prompt_style("my_style", {"grounding": "Box the {question}."}, overwrite=True)
+    >>> get_prompt_template("grounding", style="my_style").user
+    'Box the {question}.'
+
+    ```
+    """
+    for task, template in templates.items():
+        train, eval = (template, template) if isinstance(template, str) else template
+        for variant, text in (("train", train), ("eval", eval)):
+            key = (preset, task, style, variant)
+            if key in _USER and not overwrite:
+                raise ValueError(f"Prompt {key} is already registered; pass overwrite=True to replace it.")
+            _USER[key] = text
+
+
+def list_prompt_styles() -> list[str]:
+    """Registered prompt styles (of the default preset)."""
+    return list(dict.fromkeys(style for preset, _, style, _ in _USER if preset == "default"))
 
 
 # Paper Table 8 (Qwen2-VL; 0-1000 box tokens, so no output format needs spelling out).
-_put("default", "grounding", "qwen2_vl", "Output the bounding box of the {question} in the image.")
-_put("default", "counting", "qwen2_vl", "Output all the bounding boxes of the {question}")
-_put("default", "ocr", "qwen2_vl", "OCR this image.")
-_put("default", "detection", "qwen2_vl", "Please output bbox coordinates and names of {categories}.")
-# Qwen2.5-VL answers grounding/counting in JSON `bbox_2d` (absolute pixels of its input) when asked explicitly.
-_put(
-    "default",
-    "grounding",
-    "qwen2_5_vl",
-    f"Output the bounding box of the {{question}} in the image in JSON format, as {_JSON_BOX}.",
+register_prompt_style(
+    "qwen2_vl",
+    {
+        "grounding": "Output the bounding box of the {question} in the image.",
+        "counting": "Output all the bounding boxes of the {question}",
+        "ocr": "OCR this image.",
+        "detection": "Please output bbox coordinates and names of {categories}.",
+    },
 )
-_put(
-    "default",
-    "counting",
+# Qwen2.5-VL answers grounding/counting in JSON `bbox_2d` (absolute pixels of its input) when asked explicitly; the
+# paper's Table 8 detection prompt (Qwen2.5-VL answers it with a JSON `bbox_2d` list).
+register_prompt_style(
     "qwen2_5_vl",
-    f"Output all the bounding boxes of the {{question}} in the image in JSON format, as {_JSON_BOXES}.",
+    {
+        "grounding": f"Output the bounding box of the {{question}} in the image in JSON format, as {_JSON_BOX}.",
+        "counting": f"Output all the bounding boxes of the {{question}} in the image in JSON format, as {_JSON_BOXES}.",
+        "ocr": "OCR this image.",
+        "detection": "Please output bbox coordinates and names of {categories}.",
+    },
 )
-_put("default", "ocr", "qwen2_5_vl", "OCR this image.")
-# Paper Table 8 detection prompt (Qwen2.5-VL answers it with a JSON `bbox_2d` list); used for train and eval alike.
-_put("default", "detection", "qwen2_5_vl", "Please output bbox coordinates and names of {categories}.")
+# Qwen3-VL / Qwen3.5: the phrasing of Qwen3-VL's grounding cookbook; the model writes `bbox_2d` on its 0-1000 grid.
+register_prompt_style(
+    "qwen3_vl",
+    {
+        "grounding": f"Locate the {{question}} in the image and output its bbox coordinates in JSON format, as {_JSON_BOX}.",
+        "counting": f"Locate every {{question}} in the image and output all bbox coordinates in JSON format, as {_JSON_BOXES}.",
+        "ocr": "OCR this image.",
+        "detection": "Locate every instance that belongs to the following categories: {categories}. "
+        'Report bbox coordinates in JSON format, as [{"bbox_2d": [x1, y1, x2, y2], "label": "category"}, ...].',
+    },
+)
+# InternVL3: its grounding phrasing; boxes come back as <ref>label</ref><box>[[x1, y1, x2, y2]]</box> on 0-1000.
+register_prompt_style(
+    "internvl",
+    {
+        "grounding": "Please provide the bounding box coordinate of the region this sentence describes: <ref>{question}</ref>",
+        "counting": "Please detect every <ref>{question}</ref> in the image and output each bounding box as "
+        "<ref>{question}</ref><box>[[x1, y1, x2, y2], ...]</box>.",
+        "ocr": "OCR this image.",
+        "detection": "Please detect the following categories in the image: {categories}. Output each category as "
+        "<ref>category</ref><box>[[x1, y1, x2, y2], ...]</box>.",
+    },
+)
 
-# Released code: same as the paper except detection eval (a different prompt) and OCR eval (literal "<image>\n").
-for _family in FAMILIES:
-    for _task in ("grounding", "counting"):
-        _put("released", _task, _family, _USER[("default", _task, "qwen2_vl", "train")])
-    _put("released", "ocr", _family, "OCR this image.", "<image>\nOCR this image: ")
-    _put(
-        "released",
-        "detection",
-        _family,
-        "Please output bbox coordinates and names of {categories}.",
-        "Locate every item from the category list in the image and output the coordinates in JSON format. "
-        "The category set includes {categories}.",
-    )
+# Released code: the same strings for every family; as the paper except detection eval (a different prompt) and OCR
+# eval (literal "<image>\n").
+register_prompt_style(
+    _ANY_STYLE,
+    {
+        "grounding": "Output the bounding box of the {question} in the image.",
+        "counting": "Output all the bounding boxes of the {question}",
+        "ocr": ("OCR this image.", "<image>\nOCR this image: "),
+        "detection": (
+            "Please output bbox coordinates and names of {categories}.",
+            "Locate every item from the category list in the image and output the coordinates in JSON format. "
+            "The category set includes {categories}.",
+        ),
+    },
+    preset="released",
+)
 
 
 def get_prompt_template(
@@ -163,8 +226,10 @@ def get_prompt_template(
     thinking: bool = False,
     variant: str = "train",
     preset: str = "default",
+    *,
+    style: str | None = None,
 ) -> PromptTemplate:
-    """Return the registered template for a task, model family, thinking mode, train/eval variant and preset.
+    """Return the registered template for a task, model family (or prompt `style`), thinking mode, variant, preset.
 
     Example:
     ```python
@@ -174,11 +239,19 @@ def get_prompt_template(
     'Locate every item fr'
     ```
     """
-    _check("task", task, PROMPT_TASKS)
-    _check("family", family, FAMILIES)
+    from .families import get_family
+
+    if style is None:
+        style = get_family(family).prompt_style
     _check("variant", variant, VARIANTS)
     _check("preset", preset, PRESETS)
-    user = _USER[(preset, task, family, variant)]
+    user = _USER.get((preset, task, style, variant)) or _USER.get((preset, task, _ANY_STYLE, variant))
+    if user is None:
+        tasks = sorted({t for p, t, st, _ in _USER if p == preset and st in (style, _ANY_STYLE)})
+        raise ValueError(
+            f"Unknown prompt task {task!r}: no {preset!r} prompt for it in prompt style {style!r} (tasks with one: {tasks}). Register "
+            "it with trl_perception.prompts.register_prompt_style, or pass `template=`."
+        )
     if thinking:
         return PromptTemplate(user + THINKING_SUFFIX, THINKING_SYSTEM_PROMPT)
     return PromptTemplate(user, RELEASED_SYSTEM_PROMPT if preset == "released" else DEFAULT_SYSTEM_PROMPT)
@@ -203,7 +276,8 @@ def build_prompt(
         task (`str`):
             One of ``"grounding"``, ``"counting"``, ``"ocr"``, ``"detection"``.
         family (`str`, *optional*, defaults to `"qwen2_5_vl"`):
-            ``"qwen2_vl"`` or ``"qwen2_5_vl"``; selects the output format the prompt asks for.
+            A registered model family (`trl_perception.families.list_families()`); its prompt style selects the
+            output format the prompt asks for.
         thinking (`bool`, *optional*, defaults to `False`):
             Use the thinking (``<think>``/``<answer>``) variant.
         variant (`str`, *optional*, defaults to `"train"`):
@@ -243,7 +317,6 @@ def _check(name: str, value: str, allowed: tuple[str, ...]) -> None:
 
 __all__ = [
     "DEFAULT_SYSTEM_PROMPT",
-    "FAMILIES",
     "PRESETS",
     "PROMPT_TASKS",
     "RELEASED_SYSTEM_PROMPT",
@@ -253,4 +326,6 @@ __all__ = [
     "PromptTemplate",
     "build_prompt",
     "get_prompt_template",
+    "list_prompt_styles",
+    "register_prompt_style",
 ]

@@ -26,7 +26,8 @@ from trl import GRPOTrainer
 from trl.trainer.utils import nanstd
 
 from .config import PerceptionGRPOConfig
-from .vllm_utils import PerceptionVLLMGeneration, vision_token_ids
+from .families import AUTO, ModelFamily, family_for_model_type, get_family, vision_token_ids
+from .vllm_utils import PerceptionVLLMGeneration
 
 
 logger = get_logger(__name__)
@@ -114,6 +115,7 @@ class PerceptionGRPOTrainer(GRPOTrainer):
         self.perception_args = {
             name: getattr(args, name, defaults[name].default)
             for name in (
+                "model_family",
                 "pass_model_image_sizes",
                 "task_column",
                 "suppress_vision_tokens",
@@ -150,6 +152,9 @@ class PerceptionGRPOTrainer(GRPOTrainer):
                 **kwargs,
             )
 
+        # Model family: rewards with family="auto" score in its frame; its vision tokens are suppressed
+        self.model_family = self._resolve_model_family(self.perception_args["model_family"])
+
         # Vision geometry
         image_processor = getattr(self.processing_class, "image_processor", None)
         self._patch_size = getattr(image_processor, "patch_size", None)
@@ -159,7 +164,7 @@ class PerceptionGRPOTrainer(GRPOTrainer):
         self._seen_tasks: set[str] = set()
 
         # Vision special tokens: TRL suppresses only the image token, and only with transformers generation
-        self._vision_token_ids = vision_token_ids(self._tokenizer) if self._is_vlm else {}
+        self._vision_token_ids = vision_token_ids(self._tokenizer, self.model_family) if self._is_vlm else {}
         if self.perception_args["suppress_vision_tokens"] and self._vision_token_ids:
             if self.use_vllm:
                 # `bad_words` is masked to -inf by vLLM (colocate and server), after tokenization to single ids.
@@ -200,6 +205,21 @@ class PerceptionGRPOTrainer(GRPOTrainer):
                 )
 
     # ---------------------------------------------------------------- start-up helpers
+
+    def _resolve_model_family(self, family: str) -> ModelFamily | None:
+        """The policy's family: the configured one, else recognised from `config.model_type` (`None` if unknown)."""
+        if family != AUTO:
+            return get_family(family)
+        model_type = getattr(getattr(self.accelerator.unwrap_model(self.model), "config", None), "model_type", None)
+        try:
+            return family_for_model_type(str(model_type))
+        except ValueError:
+            logger.warning(
+                f"No model family recognises model_type {model_type!r}: rewards with family='auto' fall back to "
+                "their default frame, and every registered family's vision tokens are suppressed. Set "
+                "`model_family` (PerceptionGRPOConfig) or register the family (docs/families.md)."
+            )
+            return None
 
     def _pixel_budget_probe(self):
         """Trainer-side ids for two probe images at both ends of the pixel budget (fitting vLLM's context)."""
@@ -292,6 +312,9 @@ class PerceptionGRPOTrainer(GRPOTrainer):
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         sizes, self._model_image_sizes = self._model_image_sizes, None
+        if self.model_family is not None:
+            # Rewards with family="auto" read the frame of their answers from this column.
+            inputs = [{**example, "model_family": self.model_family.name} for example in inputs]
         if sizes is not None and len(sizes) == len(inputs):
             inputs = [{**example, "model_image_sizes": size} for example, size in zip(inputs, sizes, strict=True)]
         elif sizes is not None:

@@ -59,18 +59,7 @@ from trl.import_utils import is_vllm_available
 
 logger = logging.getLogger(__name__)
 
-# Vision special tokens of the Qwen2-VL / Qwen2.5-VL vocabularies; the policy must never sample one.
-VISION_SPECIAL_TOKENS = ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>")
-
-
-def vision_token_ids(tokenizer) -> dict[str, int]:
-    """Ids of the vision special tokens that exist in `tokenizer`, by token string."""
-    ids = {}
-    for token in VISION_SPECIAL_TOKENS:
-        token_id = tokenizer.convert_tokens_to_ids(token)
-        if token_id is not None and token_id != tokenizer.unk_token_id:
-            ids[token] = token_id
-    return ids
+# Vision special tokens come from the family table (`trl_perception.families`); re-exported for callers.
 
 
 def collapse_image_runs(ids: list[int], image_token_id: int) -> list[int]:
@@ -193,7 +182,7 @@ class PerceptionVLLMGeneration(VLLMGeneration):
 
     def _mm_processor_kwargs(self) -> dict[str, int] | None:
         """The trainer processor's pixel budget, for the colocated engine (fix 5)."""
-        from .eval.backends import processor_pixel_budget
+        from .families import processor_pixel_budget
 
         try:
             _, min_pixels, max_pixels = processor_pixel_budget(self.processing_class)

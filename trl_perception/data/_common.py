@@ -29,6 +29,7 @@ import datasets
 from PIL import Image, UnidentifiedImageError
 
 from .. import prompts as _prompts
+from ..families import get_family
 from .schema import empty_row
 
 
@@ -85,8 +86,7 @@ class PerceptionBuilderConfig(datasets.BuilderConfig):
 
     def validate(self) -> None:
         """Check option values (also re-run after `datasets` applies keyword overrides to a predefined config)."""
-        if self.family not in _prompts.FAMILIES:
-            raise ValueError(f"Unknown model family {self.family!r}; expected one of {list(_prompts.FAMILIES)}.")
+        get_family(self.family)  # raises, listing the registered families
         if self.prompt_preset not in _prompts.PRESETS:
             raise ValueError(
                 f"Unknown prompt preset {self.prompt_preset!r}; expected one of {list(_prompts.PRESETS)}."

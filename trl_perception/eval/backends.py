@@ -44,8 +44,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from trl_perception.geometry import smart_resize
-
 
 logger = logging.getLogger("trl_perception.eval")
 
@@ -88,37 +86,8 @@ def to_multimodal_messages(prompt: list[dict[str, Any]], num_images: int = 1) ->
     return messages
 
 
-def load_processor(model: str, min_pixels: int | None = None, max_pixels: int | None = None):
-    """`AutoProcessor` with an optional pixel budget override and left padding (batched generation)."""
-    from transformers import AutoProcessor
-
-    kwargs = {}
-    if min_pixels is not None:
-        kwargs["min_pixels"] = int(min_pixels)
-    if max_pixels is not None:
-        kwargs["max_pixels"] = int(max_pixels)
-    processor = AutoProcessor.from_pretrained(model, **kwargs)
-    processor.tokenizer.padding_side = "left"
-    return processor
-
-
-def processor_pixel_budget(processor) -> tuple[int, int, int]:
-    """``(factor, min_pixels, max_pixels)`` the processor resizes with (``factor = patch_size * merge_size``)."""
-    ip = processor.image_processor
-    size = getattr(ip, "size", None) or {}
-    get = size.get if hasattr(size, "get") else lambda k, d=None: getattr(size, k, d)
-    min_pixels = getattr(ip, "min_pixels", None) or get("shortest_edge") or get("min_pixels")
-    max_pixels = getattr(ip, "max_pixels", None) or get("longest_edge") or get("max_pixels")
-    if min_pixels is None or max_pixels is None:
-        raise ValueError(f"Cannot read the pixel budget of {type(ip).__name__} (size={size!r}).")
-    return int(ip.patch_size) * int(getattr(ip, "merge_size", 1)), int(min_pixels), int(max_pixels)
-
-
-def model_input_size(processor, width: int, height: int) -> tuple[int, int]:
-    """``(W_r, H_r)`` the processor resizes a ``width`` x ``height`` image to (via `trl_perception.geometry`)."""
-    factor, min_pixels, max_pixels = processor_pixel_budget(processor)
-    resized_height, resized_width = smart_resize(height, width, factor, min_pixels, max_pixels)
-    return resized_width, resized_height
+# Processor loading and its pixel budget belong to the family layer, shared with training.
+from trl_perception.families import load_processor, model_input_size, processor_pixel_budget  # noqa: E402, F401
 
 
 class HFBackend:

@@ -37,6 +37,7 @@ from typing import Any
 
 from trl_perception.eval.runner import EVAL_TASKS, TASK_DEFAULTS, EvalConfig, evaluate, resolve_frame
 from trl_perception.eval.scoring import COUNT_MODES
+from trl_perception.families import resolve_family
 
 
 def _loaders() -> dict[str, Callable[..., Any]]:
@@ -136,7 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--output-dir", default=None, help="run directory (default: eval_runs/<task>-<dataset>-<time>)")
     p.add_argument(
-        "--frame", default="auto", help="box frame of the model: auto, qwen2_vl, qwen2_5_vl, original, normalized"
+        "--frame",
+        default="auto",
+        help="box frame of the model: auto (from its family), grid_1000, resized, original, normalized, or a family name",
     )
     p.add_argument("--min-pixels", type=int, default=None, help="processor pixel budget (default: the checkpoint's)")
     p.add_argument("--max-pixels", type=int, default=None)
@@ -202,7 +205,10 @@ def main(argv: list[str] | None = None) -> int:
     from trl_perception.eval.backends import make_backend
 
     frame = resolve_frame(args.model, args.frame)
-    family = frame if frame in ("qwen2_vl", "qwen2_5_vl") else None
+    try:  # the prompt is written for the model's family, when it is a registered one
+        family = resolve_family("auto", model=args.model).name
+    except ValueError:
+        family = None
     dataset = load_eval_dataset(
         args.dataset,
         args.task,

@@ -58,7 +58,8 @@ from trl_perception.eval.scoring import (
     score_grounding,
     score_ocr,
 )
-from trl_perception.geometry import FRAMES, ImageGeometry, box_convert
+from trl_perception.families import resolve_family
+from trl_perception.geometry import ImageGeometry, box_convert, get_frame
 
 
 logger = logging.getLogger("trl_perception.eval")
@@ -71,14 +72,6 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     "counting": {"max_new_tokens": 512, "skip_special_tokens": False},
     "ocr": {"max_new_tokens": 2048, "skip_special_tokens": True},
     "detection": {"max_new_tokens": 4096, "skip_special_tokens": True},
-}
-
-# Model type → the coordinate frame its boxes are written in.
-MODEL_TYPE_FRAMES = {
-    "qwen2_vl": "qwen2_vl",
-    "qwen2_5_vl": "qwen2_5_vl",
-    "qwen3_vl": "qwen2_vl",
-    "qwen3_vl_moe": "qwen2_vl",
 }
 
 
@@ -119,8 +112,7 @@ class EvalConfig:
     def __post_init__(self):
         if self.task not in EVAL_TASKS:
             raise ValueError(f"Unknown task {self.task!r}; expected one of {EVAL_TASKS}.")
-        if self.frame not in FRAMES:
-            raise ValueError(f"Unknown coordinate frame {self.frame!r}; expected one of {FRAMES}.")
+        self.frame = get_frame(self.frame).name  # a family name stands for its box frame
         if self.count_mode not in COUNT_MODES:
             raise ValueError(f"Unknown count mode {self.count_mode!r}; expected one of {COUNT_MODES}.")
         if self.out_of_image not in ("keep", "clip", "reject"):
@@ -141,18 +133,12 @@ class EvalResult:
     summary: dict[str, Any]
 
 
-def resolve_frame(model: str, frame: str = "auto") -> str:
-    """The coordinate frame of ``model``'s boxes: ``frame`` itself unless ``"auto"``, else from ``config.model_type``."""
+def resolve_frame(model, frame: str = "auto") -> str:
+    """The coordinate frame of ``model``'s boxes: ``frame`` itself unless ``"auto"``, else its family's box frame
+    (recognised from ``config.model_type`` through `trl_perception.families`)."""
     if frame != "auto":
-        if frame not in FRAMES:
-            raise ValueError(f"Unknown coordinate frame {frame!r}; expected 'auto' or one of {FRAMES}.")
-        return frame
-    from transformers import AutoConfig
-
-    model_type = AutoConfig.from_pretrained(model).model_type
-    if model_type not in MODEL_TYPE_FRAMES:
-        raise ValueError(f"Cannot infer the box frame of model type {model_type!r}; pass --frame explicitly.")
-    return MODEL_TYPE_FRAMES[model_type]
+        return get_frame(frame).name
+    return resolve_family("auto", model=model).box_frame
 
 
 def _select_rows(dataset, task: str, limit: int | None):

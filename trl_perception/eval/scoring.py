@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from trl_perception.eval.metrics import normalized_edit_distance
-from trl_perception.geometry import FRAMES, ImageGeometry, box_iou, convert_boxes, sanitize_boxes
+from trl_perception.geometry import ImageGeometry, box_iou, convert_boxes, get_frame, sanitize_boxes
 from trl_perception.parsing import parse_boxes, parse_text
 
 
@@ -52,8 +52,7 @@ COUNT_MODES = ("auto", "boxes", "points", "answer")
 
 
 def _check_frame(frame: str) -> None:
-    if frame not in FRAMES:
-        raise ValueError(f"Unknown coordinate frame {frame!r}; expected one of {FRAMES}.")
+    get_frame(frame)  # raises, listing the registered frames
 
 
 def _to_original(boxes: np.ndarray, frame: str, geometry: ImageGeometry) -> np.ndarray:

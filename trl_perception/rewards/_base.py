@@ -16,12 +16,31 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ..geometry import FRAMES, QWEN_FACTOR, QWEN_MAX_PIXELS, QWEN_MIN_PIXELS, _smart_resize, frame_extent
+from ..families import AUTO, ModelFamily, get_family
+from ..geometry import FrameSpec, _smart_resize, get_frame
+
+
+# Without a `model_family` kwarg (stock `trl grpo`), `family="auto"` falls back to Perception-R1's detection family.
+FALLBACK_FAMILY = "qwen2_5_vl"
+
+
+@dataclass(frozen=True)
+class RewardGeometry:
+    """What a reward needs of the model family on one call: its frame, box syntax and resize settings."""
+
+    family: ModelFamily
+    frame: FrameSpec
+    box_syntax: str
+    factor: int
+    min_pixels: int
+    max_pixels: int
 
 
 def completion_text(completion: Any) -> Any:
@@ -52,9 +71,12 @@ class PerceptionReward:
 
     - **task filtering**: with `task` set (each reward has a default), rows whose `task` column holds another task get
       `None` ("not applicable"); rows without a `task` column, or with `task=None`, are scored;
-    - **frames**: [`scales_and_extents`] maps ground truth from original pixels into the model's frame, using the
-      `model_image_sizes` column when present and `smart_resize(height, width, factor, min_pixels, max_pixels)`
-      otherwise;
+    - **families and frames**: the model family ([`trl_perception.families`]) gives the coordinate frame of the
+      model's answers, its box syntax and its resize settings. With `family="auto"` (the default) it is the
+      `model_family` kwarg that [`PerceptionGRPOTrainer`] passes from its model; without one (stock `trl grpo`) it
+      falls back to `"qwen2_5_vl"` with a warning. [`scales_and_extents`] maps ground truth from original pixels
+      into the model's frame, using the `model_image_sizes` column when present and
+      `smart_resize(height, width, factor, min_pixels, max_pixels)` otherwise;
     - **metrics**: [`_score`] returns a dict of component metrics, logged as `f"{__name__}/{key}"` through TRL's
       `log_metric` kwarg. A metric is logged on a call when at least one row defines it; undefined metrics are
       omitted rather than logged as NaN, because TRL 1.16 sums the logged values of a step (a single NaN would turn
@@ -65,15 +87,14 @@ class PerceptionReward:
             The reward's `__name__` (TRL names its `rewards/<name>/mean` logs after it). Defaults to the registry name.
         task (`str` or `None`, *optional*):
             Rows whose `task` column differs are not applicable (`None`). Defaults to the reward's own task.
-        frame (`str`, *optional*, defaults to `"qwen2_5_vl"`):
-            Coordinate frame of the model's output: `"qwen2_5_vl"` (resized-input pixels), `"qwen2_vl"` (0-1000),
-            `"normalized"` (0-1) or `"original"` (source pixels).
-        min_pixels (`int`, *optional*, defaults to `3136`):
-            Processor `min_pixels`, for `smart_resize` when no `model_image_sizes` column is given.
-        max_pixels (`int`, *optional*, defaults to `12845056`):
-            Processor `max_pixels` (Perception-R1 trained with `1_000_000`).
-        factor (`int`, *optional*, defaults to `28`):
-            Processor patch size x merge size.
+        family (`str`, *optional*, defaults to `"auto"`):
+            Model family (`trl_perception.families.list_families()`): `"auto"` follows the trainer's model.
+        frame (`str`, *optional*):
+            Explicit override of the family's coordinate frame: `"resized"` (model-input pixels), `"grid_1000"`
+            (0-1000), `"normalized"` (0-1), `"original"` (source pixels), a registered frame, or a family name.
+        min_pixels, max_pixels, factor (`int`, *optional*):
+            Processor pixel budget and patch size x merge size, for `smart_resize` when no `model_image_sizes` column
+            is given; default: the family's (Perception-R1 trained with `max_pixels=1_000_000`).
     """
 
     default_name = "perception_reward"
@@ -83,26 +104,86 @@ class PerceptionReward:
         self,
         name: str | None = None,
         task: str | None = "default",
-        frame: str = "qwen2_5_vl",
-        min_pixels: int = QWEN_MIN_PIXELS,
-        max_pixels: int = QWEN_MAX_PIXELS,
-        factor: int = QWEN_FACTOR,
+        frame: str | None = None,
+        min_pixels: int | None = None,
+        max_pixels: int | None = None,
+        factor: int | None = None,
+        family: str | ModelFamily | None = AUTO,
     ):
-        if frame not in FRAMES:
-            raise ValueError(f"Unknown frame {frame!r}; expected one of {FRAMES}.")
-        if min_pixels <= 0 or max_pixels < min_pixels or factor <= 0:
-            raise ValueError(
-                f"Invalid resize settings: min_pixels={min_pixels}, max_pixels={max_pixels}, factor={factor}."
-            )
+        for key, value in (("min_pixels", min_pixels), ("max_pixels", max_pixels), ("factor", factor)):
+            if value is not None and (
+                not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value <= 0
+            ):
+                raise ValueError(f"Invalid resize setting {key}={value!r}: expected a positive integer.")
+        if min_pixels is not None and max_pixels is not None and max_pixels < min_pixels:
+            raise ValueError(f"Invalid resize settings: min_pixels={min_pixels} > max_pixels={max_pixels}.")
         self.__name__ = name or self.default_name
         self.task = self.default_task if task == "default" else task
-        self.frame = frame
-        self.min_pixels = int(min_pixels)
-        self.max_pixels = int(max_pixels)
-        self.factor = int(factor)
+        self._frame_override = None if frame in (None, AUTO) else get_frame(frame)
+        self._resize_override = (min_pixels, max_pixels, factor)
+        self.family = AUTO if family in (None, AUTO) else get_family(family).name
+        self._geometries: dict[str, RewardGeometry] = {}
+        self._warned_fallback = False
+        if self.family != AUTO:
+            self._geometries[self.family] = self._make_geometry(self.family)
+
+    def _make_geometry(self, family: str) -> RewardGeometry:
+        spec = get_family(family)
+        min_pixels, max_pixels, factor = self._resize_override
+        min_pixels = int(min_pixels if min_pixels is not None else spec.min_pixels)
+        max_pixels = int(max_pixels if max_pixels is not None else spec.max_pixels)
+        if max_pixels < min_pixels:
+            raise ValueError(
+                f"Invalid resize settings for family {family!r}: min_pixels={min_pixels} > max_pixels={max_pixels}."
+            )
+        frame = self._frame_override or get_frame(spec.box_frame)
+        return RewardGeometry(spec, frame, spec.box_syntax, int(factor or spec.factor), min_pixels, max_pixels)
+
+    def geometry(self, kwargs: dict[str, Any] | None = None) -> RewardGeometry:
+        """The family geometry of this call: the fixed family, or the trainer's `model_family` kwarg for `"auto"`."""
+        family = self.family
+        if family == AUTO:
+            family = (kwargs or {}).get("model_family")
+            if isinstance(family, (list, tuple)):  # a per-row column: one model per run
+                family = family[0] if family else None
+            if family is None:
+                family = FALLBACK_FAMILY
+                if not self._warned_fallback:
+                    self._warned_fallback = True
+                    warnings.warn(
+                        f"Reward {self.__name__!r}: family='auto' but no `model_family` was passed (only "
+                        f"PerceptionGRPOTrainer passes it); assuming {FALLBACK_FAMILY!r}. Set `family=` explicitly "
+                        "when training with stock TRL.",
+                        stacklevel=3,
+                    )
+        geometry = self._geometries.get(family)
+        if geometry is None:
+            geometry = self._geometries[family] = self._make_geometry(family)
+        return geometry
+
+    @property
+    def frame(self) -> str:
+        """Canonical name of the frame of the model's answers (for `"auto"` without a model: the fallback's)."""
+        return self.geometry({"model_family": FALLBACK_FAMILY} if self.family == AUTO else None).frame.name
+
+    @property
+    def min_pixels(self) -> int:
+        """Lower pixel budget of `smart_resize` (for `"auto"` without a model: the fallback family's)."""
+        return self.geometry({"model_family": FALLBACK_FAMILY} if self.family == AUTO else None).min_pixels
+
+    @property
+    def max_pixels(self) -> int:
+        """Upper pixel budget of `smart_resize` (for `"auto"` without a model: the fallback family's)."""
+        return self.geometry({"model_family": FALLBACK_FAMILY} if self.family == AUTO else None).max_pixels
+
+    @property
+    def factor(self) -> int:
+        """Resize factor (patch size x merge size) of `smart_resize`."""
+        return self.geometry({"model_family": FALLBACK_FAMILY} if self.family == AUTO else None).factor
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(name={self.__name__!r}, task={self.task!r}, frame={self.frame!r})"
+        frame = self._frame_override.name if self._frame_override else None
+        return f"{type(self).__name__}(name={self.__name__!r}, task={self.task!r}, family={self.family!r}, frame={frame!r})"
 
     # -- TRL entry point ---------------------------------------------------------------------------------------
 
@@ -159,13 +240,16 @@ class PerceptionReward:
 
     def scales_and_extents(self, kwargs: dict[str, Any], rows: list[int]) -> tuple[np.ndarray, np.ndarray]:
         """
-        Per row: `scale` (shape `(n, 2)`), mapping original pixels into `self.frame`, and the frame's `extent`
-        `(X, Y)` (shape `(n, 2)`). For `frame="original"` without size columns, the scale is 1 and the extent infinite.
+        Per row: `scale` (shape `(n, 2)`), mapping original pixels into the model's frame, and the frame's `extent`
+        `(X, Y)` (shape `(n, 2)`). For the `"original"` frame without size columns, the scale is 1 and the extent
+        infinite.
         """
         n = len(rows)
+        geometry = self.geometry(kwargs)
+        frame = geometry.frame
         widths, heights = kwargs.get("width"), kwargs.get("height")
         if widths is None or heights is None:
-            if self.frame == "original":
+            if frame.name == "original":
                 return np.ones((n, 2)), np.full((n, 2), np.inf)
             self._column(kwargs, "width" if widths is None else "height", self.__name__)
         size = np.array([(widths[i], heights[i]) for i in rows], dtype=np.float64).reshape(n, 2)
@@ -174,10 +258,10 @@ class PerceptionReward:
             raise ValueError(
                 f"Row {bad} has an invalid image size {widths[bad]}x{heights[bad]}; {self.__name__} needs it."
             )
-        if self.frame == "qwen2_5_vl":
+        if frame.needs_resized:
             sizes = kwargs.get("model_image_sizes")
             resized = [_first_size(sizes[i]) if sizes is not None else None for i in rows]
-            args = (self.factor, self.min_pixels, self.max_pixels)
+            args = (geometry.factor, geometry.min_pixels, geometry.max_pixels)
             extent = np.array(
                 [
                     r if r is not None else _smart_resize(int(heights[i]), int(widths[i]), *args)[::-1]
@@ -186,7 +270,7 @@ class PerceptionReward:
                 dtype=np.float64,
             ).reshape(n, 2)
         else:
-            ex, ey = frame_extent(self.frame, size[:, 0], size[:, 1])
+            ex, ey = frame.extent(size[:, 0], size[:, 1], None, None)
             extent = np.empty((n, 2))
             extent[:, 0], extent[:, 1] = ex, ey
         return extent / size, extent

@@ -225,7 +225,7 @@ class DetectionReward(PerceptionReward):
 
     def _score_one(self, text: Any, gt: np.ndarray, gt_cls: np.ndarray, extent: np.ndarray, stats: dict) -> float:
         """Reward of one completion; `gt` is in the model's frame, `gt_cls` holds contiguous class indices."""
-        result = parse_boxes(text, format="json", max_boxes=self.max_boxes)
+        result = parse_boxes(text, format=stats["syntax"], max_boxes=self.max_boxes)
         if result.error is not None or (self.strict_json and not result.value.well_formed):
             stats["parse_failure"].append(True)
             return 0.0
@@ -317,7 +317,8 @@ class DetectionReward(PerceptionReward):
         scale, extent = self.scales_and_extents(kwargs, rows)
         scale4 = np.tile(scale, 2)
         keys = ("parse_failure", "format", "capped", "duplicates", "num_pred", "num_gt", "precision", "recall", "f1")
-        stats: dict[str, list] = {k: [] for k in (*keys, "matched", "cls_accuracy", "mean_iou")}
+        stats: dict[str, Any] = {k: [] for k in (*keys, "matched", "cls_accuracy", "mean_iou")}
+        stats["syntax"] = self.geometry(kwargs).box_syntax  # the family's own syntax, strictly (JSON for Qwen)
         rewards = []
         for k, i in enumerate(rows):
             gt = np.asarray(boxes_column[i] if boxes_column[i] is not None else [], dtype=np.float64).reshape(-1, 4)

@@ -102,6 +102,7 @@ class GroundingReward(PerceptionReward):
         n = len(rows)
         no_box = [0.0, 0.0, 0.0, 0.0]
         gt_list, pred_list, has_gt, parsed, multiple = [], [], [], [], []
+        syntax = self.geometry(kwargs).box_syntax
         for k, i in enumerate(rows):
             gt_boxes = gt_column[i]
             if gt_boxes is None or len(gt_boxes) == 0:
@@ -113,7 +114,7 @@ class GroundingReward(PerceptionReward):
                 continue
             gt_list.append(gt_boxes[0])
             has_gt.append(True)
-            result = parse_boxes(texts[k], format=self.box_format, max_boxes=1)
+            result = parse_boxes(texts[k], format=self.box_format, max_boxes=1, prefer=syntax)
             # A parse may succeed with no box (`[]`, or only malformed items): nothing to score, a parse failure.
             if result.error is None and result.value.coords:
                 value = result.value

@@ -27,7 +27,7 @@ DEFAULT_TASK_REWARDS: dict[str, str] = {
     "ocr": "ocr_edit_distance",
     "detection": "detection",
 }
-_SHARED_OPTIONS = ("frame", "min_pixels", "max_pixels", "factor")
+_SHARED_OPTIONS = ("family", "frame", "min_pixels", "max_pixels", "factor")
 
 
 class TaskRouterReward:
@@ -44,7 +44,7 @@ class TaskRouterReward:
             "detection": "detection"}`.
         name (`str`, *optional*, defaults to `"perception"`):
             The router's `__name__`.
-        frame, min_pixels, max_pixels, factor:
+        family, frame, min_pixels, max_pixels, factor:
             Passed to every reward built from the registry (unless its own options set them).
 
     Example:

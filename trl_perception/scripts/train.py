@@ -22,6 +22,7 @@ trl-perception train --config recipes/grounding_refcoco.yaml --num_processes 8 -
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 import math
 import os
@@ -96,14 +97,21 @@ BUILDERS = {
 }
 
 
-def load_perception_dataset(name: str, split: str, config: str | None = None, **kwargs):
-    """One split of a dataset given by builder name, saved directory or hub id (see `dataset_name`)."""
+def load_perception_dataset(
+    name: str, split: str, config: str | None = None, default_family: str | None = None, **kwargs
+):
+    """
+    One split of a dataset given by builder name, saved directory or hub id (see `dataset_name`). A built-in builder
+    that writes family-specific prompts gets `family=default_family` unless `kwargs` names one.
+    """
     import datasets
 
     if name in BUILDERS:
         target, config_key = BUILDERS[name]
         module, attr = target.split(":")
         loader = getattr(importlib.import_module(module), attr)
+        if kwargs.get("family") in (None, "auto") and "family" in inspect.signature(loader).parameters:
+            kwargs["family"] = default_family or kwargs.get("family") or "auto"
         if config is not None:
             if config_key is None:
                 raise ValueError(f"The {name!r} builder has no `dataset_config`; use `dataset_kwargs` instead.")
@@ -115,6 +123,17 @@ def load_perception_dataset(name: str, split: str, config: str | None = None, **
         loaded = datasets.load_from_disk(name)
         return loaded[split] if isinstance(loaded, datasets.DatasetDict) else loaded
     return datasets.load_dataset(name, name=config, split=split, **kwargs)
+
+
+def _model_image_sizes(processor, row: dict[str, Any]) -> dict[str, Any]:
+    """`{"model_image_sizes": [[W_r, H_r], ...]}` of a row's images, or `{}` for a processor without a pixel budget."""
+    from trl_perception.families import model_input_size
+
+    images = row.get("images") or ([row["image"]] if row.get("image") is not None else [])
+    try:
+        return {"model_image_sizes": [list(model_input_size(processor, *image.size)) for image in images]}
+    except (AttributeError, ValueError):  # fixed-size tiles (InternVL): the family's frame needs no resized size
+        return {}
 
 
 def resolve_reward(name: str, options: dict[str, Any] | None):
@@ -191,24 +210,31 @@ def main(script_args: PerceptionScriptArguments, training_args, model_args) -> d
     from trl import get_peft_config
 
     from trl_perception import PerceptionGRPOTrainer
-    from trl_perception.eval.backends import load_processor
+    from trl_perception.families import load_processor, resolve_family, tiny_factory
     from trl_perception.warmstart import heldout_greedy_scores, reward_name, supervised_warm_start
 
     state = PartialState()
     started = time.time()
 
-    # Model: `tiny:qwen2_5_vl` / `tiny:qwen2_vl` builds the offline tiny model (tests, quickstart).
+    # Model: `tiny:<family>` (e.g. `tiny:qwen3_vl`) builds that family's offline tiny model (tests, quickstart).
     model_path = model_args.model_name_or_path
     if model_path and model_path.startswith("tiny:"):
         from trl_perception.testing import build_tiny_model
 
+        arch = model_path.split(":", 1)[1]
+        tiny_factory(arch)  # an unknown family fails here, listing the families with a tiny model
         model_path = os.path.join(training_args.output_dir, "initial_model")
         if state.is_main_process:
-            build_tiny_model(model_path, arch=model_args.model_name_or_path.split(":", 1)[1], seed=training_args.seed)
+            build_tiny_model(model_path, arch=arch, seed=training_args.seed)
         state.wait_for_everyone()
 
-    # Dataset
-    dataset_kwargs = script_args.dataset_kwargs or {}
+    # Model family (`model_family: auto` reads config.model_type): rewards score in its frame, prompts use its syntax.
+    family = resolve_family(training_args.model_family, model=model_path)
+    training_args.model_family = family.name
+    state.print(f"[family] {family.name}: boxes as {family.box_syntax} in the {family.box_frame!r} frame")
+
+    # Dataset: the built-in builders write prompts for the family unless `dataset_kwargs.family` names one.
+    dataset_kwargs = {"default_family": family.name, **(script_args.dataset_kwargs or {})}
     train_dataset = load_perception_dataset(
         script_args.dataset_name, script_args.dataset_train_split, script_args.dataset_config, **dataset_kwargs
     )
@@ -232,7 +258,7 @@ def main(script_args: PerceptionScriptArguments, training_args, model_args) -> d
     training_args.model_init_kwargs = None  # consumed here; the trainer receives an instantiated model
     model = AutoModelForImageTextToText.from_pretrained(model_path, **init_kwargs)
     # The trainer passes this processor's pixel budget to the colocated vLLM engine and to the rewards.
-    processor = load_processor(model_path, script_args.min_pixels, script_args.max_pixels)
+    processor = load_processor(model_path, family, script_args.min_pixels, script_args.max_pixels)
 
     summary: dict[str, Any] = {"model": model_args.model_name_or_path, "dataset": script_args.dataset_name}
     heldout_rows = []
@@ -240,7 +266,11 @@ def main(script_args: PerceptionScriptArguments, training_args, model_args) -> d
         test = load_perception_dataset(
             script_args.dataset_name, script_args.dataset_test_split, script_args.dataset_config, **dataset_kwargs
         )
-        heldout_rows = [test[i] for i in range(min(script_args.heldout_samples, len(test)))]
+        # Held-out rewards get what the trainer passes its rewards: the family and the model-input image sizes.
+        heldout_rows = [
+            {**test[i], "model_family": family.name, **_model_image_sizes(processor, test[i])}
+            for i in range(min(script_args.heldout_samples, len(test)))
+        ]
 
     def score(tag: str):
         result = heldout_greedy_scores(
