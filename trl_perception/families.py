@@ -99,6 +99,9 @@ class ModelFamily:
             `parse_points` format of its points.
         vision_tokens (`tuple[str, ...]`):
             Special tokens of image/video placeholders, banned during generation.
+        image_wrapper_tokens (`tuple[str, str]` or `None`):
+            Tokens the processor writes around each run of image tokens (InternVL's `<img>` / `</img>`); vLLM adds
+            them itself when it expands an image placeholder, so the trainer strips them from the prompts it sends.
         pixel_budget_keys (`tuple[str, str]` or `None`):
             Processor keyword names of the pixel budget (`("min_pixels", "max_pixels")` for Qwen); `None` if the
             processor takes no pixel budget (fixed-size tiles).
@@ -120,6 +123,7 @@ class ModelFamily:
     point_frame: str | None = None
     point_syntax: str = "json"
     vision_tokens: tuple[str, ...] = QWEN_VISION_TOKENS
+    image_wrapper_tokens: tuple[str, str] | None = None
     pixel_budget_keys: tuple[str, str] | None = ("min_pixels", "max_pixels")
     tiny: str | None = None
     description: str = ""
@@ -477,6 +481,7 @@ register_family(
         max_pixels=448 * 448,
         point_syntax="list",
         vision_tokens=INTERNVL_VISION_TOKENS,
+        image_wrapper_tokens=("<img>", "</img>"),
         pixel_budget_keys=None,
         tiny="trl_perception.testing:tiny_internvl",
         description="InternVL3 (transformers format): <ref>label</ref><box>[[x1, y1, x2, y2]]</box> on a 0-1000 grid",
