@@ -342,10 +342,10 @@ def load_processor(
     """
     from transformers import AutoProcessor
 
-    spec = resolve_family(family, model=model)
-    processor = AutoProcessor.from_pretrained(
-        os.fspath(model), **spec.processor_kwargs(min_pixels, max_pixels), **kwargs
-    )
+    budget = {}
+    if min_pixels is not None or max_pixels is not None:  # only then does the family's keyword spelling matter
+        budget = resolve_family(family, model=model).processor_kwargs(min_pixels, max_pixels)
+    processor = AutoProcessor.from_pretrained(os.fspath(model), **budget, **kwargs)
     tokenizer = getattr(processor, "tokenizer", processor)
     tokenizer.padding_side = "left"
     return processor
@@ -365,9 +365,15 @@ def processor_pixel_budget(processor) -> tuple[int, int, int]:
 
 
 def model_input_size(processor, width: int, height: int) -> tuple[int, int]:
-    """`(W_r, H_r)` a smart-resizing processor turns a `width` x `height` image into."""
+    """`(W_r, H_r)` a smart-resizing processor turns a `width` x `height` image into (a fixed-tile processor: its
+    tile)."""
     from .geometry import smart_resize
 
+    ip = getattr(processor, "image_processor", processor)
+    size = getattr(ip, "size", None)
+    tile = (getattr(size, "width", None), getattr(size, "height", None)) if size is not None else (None, None)
+    if getattr(ip, "patch_size", None) is None and None not in tile:
+        return int(tile[0]), int(tile[1])  # a fixed-tile processor (InternVL): every image becomes the tile
     factor, min_pixels, max_pixels = processor_pixel_budget(processor)
     resized_height, resized_width = smart_resize(height, width, factor, min_pixels, max_pixels)
     return resized_width, resized_height
