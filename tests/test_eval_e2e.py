@@ -104,7 +104,9 @@ def test_cli_hf_backend(task, tiny_model, task_args, tmp_path):
     summary = run_cli(task, tiny_model, task_args[task], out, "hf")
     check_run_dir(task, out, summary, min_samples=2)
     assert summary["run"]["backend"] == "hf"
-    assert summary["config"]["frame"] == "qwen2_5_vl"  # resolved from the checkpoint's model type
+    # Resolved from the checkpoint's model type: Qwen2.5-VL boxes are in resized model-input pixels.
+    assert summary["config"]["frame"] == "resized"
+    assert summary["run"]["family"] == "qwen2_5_vl"
 
 
 def test_cli_hf_limit_and_qwen2_vl_frame(task_args, tmp_path):
@@ -112,7 +114,8 @@ def test_cli_hf_limit_and_qwen2_vl_frame(task_args, tmp_path):
     out = tmp_path / "run"
     summary = run_cli("grounding", model, task_args["grounding"], out, "hf", extra=["--limit", "1"])
     assert summary["num_samples"] == 1
-    assert summary["config"]["frame"] == "qwen2_vl"
+    assert summary["config"]["frame"] == "grid_1000"  # Qwen2-VL's <|box_start|> pairs are on a 0-1000 grid
+    assert summary["run"]["family"] == "qwen2_vl"
     assert summary["run"]["backend_kwargs"]["skip_special_tokens"] is False  # Qwen2-VL box tokens are kept
 
 
