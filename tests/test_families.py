@@ -217,7 +217,7 @@ def _grid_10000(w, h, rw, rh):
 
 
 @pytest.fixture
-def toy_family():
+def toy_family(isolated_registries):  # the frame, syntax and prompt style go too (tests/conftest.py)
     register_frame("grid_10000", _grid_10000, description="basis points of the image", overwrite=True)
     register_box_syntax("loc", _parse_loc, detect=lambda s: "<loc>" in s, overwrite=True)
     register_prompt_style(
