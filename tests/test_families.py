@@ -361,3 +361,28 @@ def test_trainer_steps_with_images_on_the_hf_path(tiny_checkpoints, family, tmp_
     # The family's vision tokens are banned from sampling.
     banned = set(trainer.generation_config.suppress_tokens)
     assert set(vision_token_ids(trainer.processing_class.tokenizer, family).values()) <= banned
+
+
+@pytest.mark.parametrize(
+    "chat_template_kwargs, opening",
+    [(None, "<think>\n"), ({"enable_thinking": False}, "<think>\n\n</think>\n\n")],
+    ids=["template-default", "no-thinking"],
+)
+def test_qwen3_5_thinking_is_set_by_chat_template_kwargs(tiny_checkpoints, tmp_path, chat_template_kwargs, opening):
+    """Qwen3.5's chat template thinks by default; `chat_template_kwargs` (a TRL GRPOConfig field, docs/families.md)
+    reaches the trainer's rollout prompts, whichever generation backend then receives them."""
+    from trl.data_utils import prepare_multimodal_messages
+
+    from trl_perception import PerceptionGRPOConfig, PerceptionGRPOTrainer
+
+    image = Image.new("RGB", (64, 48))
+    prompt = build_prompt("grounding", family="qwen3_5", question="cat")
+    dataset = Dataset.from_dict({"prompt": [prompt] * 2, "image": [image] * 2})
+    args = PerceptionGRPOConfig(
+        output_dir=str(tmp_path), per_device_train_batch_size=2, num_generations=2, max_completion_length=4,
+        max_steps=1, bf16=False, gradient_checkpointing=False, report_to="none", use_cpu=True,
+        chat_template_kwargs=chat_template_kwargs,
+    )  # fmt: skip
+    trainer = PerceptionGRPOTrainer(tiny_checkpoints["qwen3_5"], get_reward("iou"), args=args, train_dataset=dataset)
+    (ids,), _, _ = trainer._tokenize_prompts([prepare_multimodal_messages(prompt, images=[image])])
+    assert trainer.processing_class.tokenizer.decode(ids).endswith("<|im_start|>assistant\n" + opening)
