@@ -386,3 +386,11 @@ def test_qwen3_5_thinking_is_set_by_chat_template_kwargs(tiny_checkpoints, tmp_p
     trainer = PerceptionGRPOTrainer(tiny_checkpoints["qwen3_5"], get_reward("iou"), args=args, train_dataset=dataset)
     (ids,), _, _ = trainer._tokenize_prompts([prepare_multimodal_messages(prompt, images=[image])])
     assert trainer.processing_class.tokenizer.decode(ids).endswith("<|im_start|>assistant\n" + opening)
+
+    # The warm start and held-out scoring of `trl-perception train` encode the same prompt as the rollouts.
+    from trl_perception.warmstart import _encode
+
+    inputs = _encode(trainer.processing_class, [{"prompt": prompt, "image": image}], None, chat_template_kwargs)
+    assert trainer.processing_class.tokenizer.decode(
+        inputs["input_ids"][0]
+    ) == trainer.processing_class.tokenizer.decode(ids)

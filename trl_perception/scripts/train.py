@@ -274,7 +274,12 @@ def main(script_args: PerceptionScriptArguments, training_args, model_args) -> d
 
     def score(tag: str):
         result = heldout_greedy_scores(
-            model, processor, heldout_rows, reward_funcs, max_new_tokens=script_args.heldout_max_new_tokens
+            model,
+            processor,
+            heldout_rows,
+            reward_funcs,
+            max_new_tokens=script_args.heldout_max_new_tokens,
+            chat_template_kwargs=training_args.chat_template_kwargs,
         )
         summary.setdefault("heldout", {})[tag] = {k: v for k, v in result.items() if k != "completions"}
         rewards = ", ".join(f"{name} {value:.3f}" for name, value in result["rewards"].items())
@@ -297,6 +302,7 @@ def main(script_args: PerceptionScriptArguments, training_args, model_args) -> d
             shuffle_targets=script_args.warmstart_shuffle_targets,
             seed=training_args.seed,
             log_every=max(1, script_args.warmstart_steps // 4),
+            chat_template_kwargs=training_args.chat_template_kwargs,
         )
         summary["warmstart"] = {
             "steps": len(losses),
