@@ -17,6 +17,7 @@ line per failure, user reward modules, `--version`, `--help` and the `rewards` l
 import inspect
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -29,7 +30,7 @@ from packaging.version import Version
 from trl_perception import __version__
 from trl_perception.cli import main
 from trl_perception.rewards import get_reward, list_rewards
-from trl_perception.rewards._registry import _REWARDS, reward_options
+from trl_perception.rewards._registry import reward_options
 from trl_perception.scripts import train as train_script
 from trl_perception.scripts.train import BUILDERS, make_parser, merge_dicts, validate_arguments
 
@@ -260,14 +261,13 @@ iou_1m = get_reward("iou_squared", max_pixels=1_000_000, name="iou_squared_1m")
 
 
 @pytest.fixture
-def user_rewards(tmp_path, monkeypatch):
+def user_rewards(tmp_path, monkeypatch, isolated_registries):
     name = "cli_test_user_rewards"
     (tmp_path / f"{name}.py").write_text(textwrap.dedent(USER_MODULE))
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
     yield name
-    sys.modules.pop(name, None)
-    _REWARDS.pop("cli_test_length", None)
+    sys.modules.pop(name, None)  # its registrations are rolled back by `isolated_registries`
 
 
 def validate(*args: str):
@@ -321,12 +321,11 @@ def test_rewards_command_lists_user_rewards(capsys, user_rewards):
 def _doc_blocks(language: str) -> list[str]:
     """Fenced `language` code blocks of the README and docs/."""
     texts = [path.read_text() for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]]
-    return [
-        block.split("\n", 1)[1] for text in texts for block in text.split("```")[1::2] if block.startswith(language)
-    ]
+    fence = re.compile(rf"^```{language}\n(.*?)^```", re.MULTILINE | re.DOTALL)
+    return [block for text in texts for block in fence.findall(text)]
 
 
-def test_the_documented_user_reward_module_and_recipe_keys_work(tmp_path, monkeypatch):
+def test_the_documented_user_reward_module_and_recipe_keys_work(tmp_path, monkeypatch, isolated_registries):
     module = next(block for block in _doc_blocks("python") if block.startswith("# my_rewards.py"))
     keys = next(block for block in _doc_blocks("yaml") if block.startswith("reward_modules: [my_rewards]"))
     (tmp_path / "my_rewards.py").write_text(module)
@@ -342,8 +341,6 @@ def test_the_documented_user_reward_module_and_recipe_keys_work(tmp_path, monkey
         assert rewards[-1](prompts=None, completions=completions) == [-72 / 128]  # limit 128 from reward_kwargs
     finally:
         sys.modules.pop("my_rewards", None)
-        for name in [name for name, factory in _REWARDS.items() if factory.__module__ == "my_rewards"]:
-            _REWARDS.pop(name)
 
 
 # -- --version, --help, rewards ---------------------------------------------------------------------------------------
