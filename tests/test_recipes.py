@@ -21,7 +21,14 @@ import pytest
 
 from trl_perception.cli import _subtract_subsequence, main
 from trl_perception.families import AUTO, get_family, resolve_frame
-from trl_perception.scripts.train import load_perception_dataset, make_parser, resolve_reward, two_proportion_test
+from trl_perception.scripts.train import (
+    build_rewards,
+    load_perception_dataset,
+    make_parser,
+    resolve_reward,
+    two_proportion_test,
+    validate_dataset,
+)
 
 
 RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes").glob("*.yaml"))
@@ -76,6 +83,11 @@ def test_recipe_parses_and_names_registered_rewards(recipe, tmp_path):
     for name in script_args.reward_funcs:
         reward = resolve_reward(name, (script_args.reward_kwargs or {}).get(name))
         assert callable(reward)
+    # What the launcher checks before anything is loaded: reward options, builder name and loader arguments.
+    rewards, warnings = build_rewards(script_args)
+    assert len(rewards) == len(script_args.reward_funcs) and warnings == []
+    splits = [script_args.dataset_train_split, script_args.dataset_test_split]
+    validate_dataset(script_args.dataset_name, script_args.dataset_config, script_args.dataset_kwargs, splits)
     # Algorithm hyper-parameters whose TRL defaults changed across versions are explicit in every recipe.
     text = recipe.read_text()
     for key in ("beta:", "temperature:", "loss_type:", "learning_rate:", "num_generations:"):
@@ -166,8 +178,12 @@ def test_quickstart_dataset_loads_both_splits(tmp_path):
 def test_unknown_rewards_and_options_are_clear_errors():
     with pytest.raises(ValueError, match="Unknown reward 'nope'"):
         resolve_reward("nope", None)
-    with pytest.raises(ValueError, match="options apply only to registered rewards"):
+    with pytest.raises(ValueError, match="Unknown option 'x' for reward 'trl.rewards.think_format_reward'"):
         resolve_reward("trl.rewards.think_format_reward", {"x": 1})
+    with pytest.raises(ValueError, match="module 'trl.rewards' has no attribute 'think_format_rewar'"):
+        resolve_reward("trl.rewards.think_format_rewar", None)
+    with pytest.raises(ValueError, match="Cannot import the module of reward 'no_such_module.reward'"):
+        resolve_reward("no_such_module.reward", None)
 
 
 def test_two_proportion_test_matches_hand_computation():
