@@ -11,7 +11,7 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""The quickstart's learning claim, by running the README's main command (the CLI on recipes/quickstart.yaml)."""
+"""The quickstart's learning claim, by running the README's main command (`trl-perception train --config quickstart`)."""
 
 import json
 import os
@@ -34,7 +34,7 @@ def test_quickstart_learns_to_count(tmp_path):
         "trl_perception.cli",
         "train",
         "--config",
-        str(ROOT / "recipes" / "quickstart.yaml"),
+        "quickstart",
     ]
     command += ["--output_dir", str(out), "--disable_tqdm", "true"]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}

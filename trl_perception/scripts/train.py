@@ -14,8 +14,9 @@
 """GRPO training script behind `trl-perception train` (launched through `accelerate launch`, like `trl grpo`).
 
 ```bash
-trl-perception train --config recipes/quickstart.yaml
-trl-perception train --config recipes/grounding_refcoco.yaml --num_processes 8 --accelerate_config zero2
+trl-perception train --config quickstart
+trl-perception train --config grounding_refcoco --num_processes 8 --accelerate_config zero3
+trl-perception train --config my_recipe.yaml   # a file: e.g. `trl-perception recipes copy quickstart my_recipe.yaml`
 ```
 
 Everything that can be checked without a model or data (reward names and options, the dataset builder and its
@@ -202,6 +203,11 @@ class PerceptionTrlParser(TrlParser):
             if dict in (typing.get_origin(arg) or arg for arg in (typing.get_args(hint) or (hint,)))
         }
 
+    def parse_args_and_config(self, args: Iterable[str] | None = None, *positional: Any, **kwargs: Any):
+        """[`trl.TrlParser.parse_args_and_config`], with `--config` taking a shipped recipe's name as well as a path."""
+        args = resolve_config_argument(list(sys.argv[1:] if args is None else args))
+        return super().parse_args_and_config(args, *positional, **kwargs)
+
     def parse_args_into_dataclasses(self, args: Iterable[str] | None = None, *positional: Any, **kwargs: Any):
         args = self.merge_dict_options(list(sys.argv[1:] if args is None else args))
         return super().parse_args_into_dataclasses(args, *positional, **kwargs)
@@ -229,6 +235,22 @@ class PerceptionTrlParser(TrlParser):
             merged[action.dest] = merge_dicts(base, override)
             result += [flag, json.dumps(merged[action.dest])]
         return result
+
+
+def resolve_config_argument(args: list[str]) -> list[str]:
+    """`args` with the value of `--config` (or `--config=VALUE`) as a file path: a file that exists stays as given, a
+    shipped recipe's name (`quickstart`) becomes its path in the package ([`trl_perception.shipped_recipes`])."""
+    from trl_perception.shipped_recipes import recipe_path
+
+    result = list(args)
+    for i, arg in enumerate(result):
+        if arg == "--config":
+            if i + 1 >= len(result) or result[i + 1].startswith("--"):
+                raise ValueError("--config expects a recipe: a YAML file or a shipped recipe's name (`quickstart`).")
+            return [*result[:i], "--config", recipe_path(result[i + 1]), *result[i + 2 :]]
+        if arg.startswith("--config="):
+            return [*result[:i], "--config", recipe_path(arg.split("=", 1)[1]), *result[i + 1 :]]
+    return result
 
 
 def _as_dict(value: Any) -> dict[str, Any] | None:
@@ -778,23 +800,23 @@ def _end(trainer) -> None:
 
 
 def _epilog() -> str:
-    from importlib import resources
-
     from trl_perception.families import get_family, list_families
+    from trl_perception.shipped_recipes import list_accelerate_configs, list_recipes, trl_accelerate_configs
 
-    configs = sorted(p.name[: -len(".yaml")] for p in resources.files("trl.accelerate_configs").iterdir())
-    configs = [name for name in configs if name]
+    trl_configs = [name for name in trl_accelerate_configs() if name not in list_accelerate_configs()]
     tiny = [name for name in list_families() if get_family(name).tiny]
     return "\n".join(
         [
             "recipe and launcher options (besides the flags above):",
-            "  --config RECIPE.yaml   a YAML recipe: the defaults of every flag above; flags given here override it.",
+            "  --config RECIPE        a YAML recipe file, or the name of a shipped one (`trl-perception recipes`",
+            "                         lists them): the defaults of every flag above; flags given here override it.",
+            *_indented("shipped: " + ", ".join(list_recipes()) + "."),
             "                         A dict-valued flag (--dataset_kwargs, --reward_kwargs, --model_init_kwargs, ...)",
             "                         given as a JSON object merges with the recipe's dict; a key set to null removes it.",
             "  --num_processes N      processes for `accelerate launch`; any other `accelerate launch` flag is passed on",
             "                         too, on the command line or as a recipe key (e.g. num_processes: 8).",
-            "  --accelerate_config C  an accelerate config file, or one of TRL's:",
-            "                         " + ", ".join(configs) + ".",
+            "  --accelerate_config C  an accelerate config file, or the name of a shipped one or of one of TRL's:",
+            *_indented(", ".join(list_accelerate_configs()) + "; TRL's: " + ", ".join(trl_configs) + "."),
             "",
             "models:   --model_name_or_path takes a Hub id, a checkpoint directory or tiny:<family>, the offline tiny",
             "          model of a family (" + ", ".join(tiny) + ").",
@@ -803,9 +825,15 @@ def _epilog() -> str:
             "rewards:  `trl-perception rewards` lists the reward names, their options and presets; --reward_modules",
             "          imports your own module so that the rewards it registers (@register_reward) can be named.",
             "",
-            "example:  trl-perception train --config recipes/quickstart.yaml --max_steps 20 --num_processes 2",
+            "example:  trl-perception train --config quickstart --max_steps 20 --num_processes 2",
         ]
     )
+
+
+def _indented(text: str) -> list[str]:
+    import textwrap
+
+    return textwrap.wrap(text, width=118, initial_indent=" " * 25, subsequent_indent=" " * 25)
 
 
 def make_parser(prog: str | None = None) -> PerceptionTrlParser:
@@ -816,7 +844,7 @@ def make_parser(prog: str | None = None) -> PerceptionTrlParser:
     parser = PerceptionTrlParser(
         (PerceptionScriptArguments, PerceptionGRPOConfig, ModelConfig),
         prog=prog,
-        usage="%(prog)s [--config RECIPE.yaml] [--num_processes N] [--accelerate_config C] [--FLAG VALUE ...]",
+        usage="%(prog)s [--config RECIPE] [--num_processes N] [--accelerate_config C] [--FLAG VALUE ...]",
         description="GRPO with perception rewards for vision-language models, launched through `accelerate launch`.\n"
         "Every flag below can also be a key of the YAML recipe. The end of this help describes --config,\n"
         "--num_processes, --accelerate_config, tiny:<family> models, the dataset builders and the rewards.",
@@ -833,7 +861,7 @@ def cli_main(argv: list[str] | None = None) -> None:
     try:
         script_args, training_args, model_args = parser.parse_args_and_config(argv, fail_with_unknown_args=False)[:3]
         validate_arguments(script_args, training_args, model_args)
-    except ValueError as e:
+    except (ValueError, FileNotFoundError) as e:
         parser.exit(2, f"{parser.prog}: error: {e}\n")
     main(script_args, training_args, model_args)
 
