@@ -29,6 +29,7 @@ from trl_perception.scripts.train import (
     build_rewards,
     load_perception_dataset,
     make_parser,
+    resolve_config_argument,
     resolve_reward,
     two_proportion_test,
     validate_dataset,
@@ -342,6 +343,12 @@ def test_recipes_command_shows_prints_the_path_and_copies(capsys, tmp_path, monk
 
     assert main(["recipes", "copy", "quickstart"]) == 0
     assert "trl-perception train --config quickstart.yaml" in capsys.readouterr().out
+    # Next to the copy, the bare name still means the shipped recipe, and says so.
+    assert resolve_config_argument(["--config", "quickstart"]) == ["--config", str(RECIPES_DIR / "quickstart.yaml")]
+    assert (
+        "the file quickstart.yaml here is not used (pass --config quickstart.yaml for it)" in capsys.readouterr().err
+    )
+    assert resolve_config_argument(["--config", "quickstart.yaml"]) == ["--config", "quickstart.yaml"]
     assert (tmp_path / "quickstart.yaml").read_bytes() == (RECIPES_DIR / "quickstart.yaml").read_bytes()
     # A copy is not overwritten by accident; into a folder (created), under another name.
     (tmp_path / "quickstart.yaml").write_text("edited\n")

@@ -240,17 +240,28 @@ class PerceptionTrlParser(TrlParser):
 def resolve_config_argument(args: list[str]) -> list[str]:
     """`args` with the value of `--config` (or `--config=VALUE`) as a file path: a file that exists stays as given, a
     shipped recipe's name (`quickstart`) becomes its path in the package ([`trl_perception.shipped_recipes`])."""
-    from trl_perception.shipped_recipes import recipe_path
-
     result = list(args)
     for i, arg in enumerate(result):
         if arg == "--config":
             if i + 1 >= len(result) or result[i + 1].startswith("--"):
                 raise ValueError("--config expects a recipe: a YAML file or a shipped recipe's name (`quickstart`).")
-            return [*result[:i], "--config", recipe_path(result[i + 1]), *result[i + 2 :]]
+            return [*result[:i], "--config", _recipe_path(result[i + 1]), *result[i + 2 :]]
         if arg.startswith("--config="):
-            return [*result[:i], "--config", recipe_path(arg.split("=", 1)[1]), *result[i + 1 :]]
+            return [*result[:i], "--config", _recipe_path(arg.split("=", 1)[1]), *result[i + 1 :]]
     return result
+
+
+def _recipe_path(value: str) -> str:
+    from trl_perception.shipped_recipes import recipe_path
+
+    path = recipe_path(value)
+    if path != value and os.path.isfile(f"{value}.yaml"):  # e.g. next to a copy made by `trl-perception recipes copy`
+        print(
+            f"note: --config {value} is the shipped recipe; the file {value}.yaml here is not used "
+            f"(pass --config {value}.yaml for it).",
+            file=sys.stderr,
+        )
+    return path
 
 
 def _as_dict(value: Any) -> dict[str, Any] | None:
