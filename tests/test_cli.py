@@ -48,10 +48,10 @@ def no_launch(request, monkeypatch):
     """In-process tests check what happens before `accelerate launch`; launching would be a failure (and slow)."""
     if request.node.get_closest_marker("slow") is None:
 
-        def launch_command(args):
+        def launch(args, output_dir):
             raise AssertionError(f"accelerate launch was called with {args}")
 
-        monkeypatch.setattr("accelerate.commands.launch.launch_command", launch_command)
+        monkeypatch.setattr("trl_perception.cli._launch", launch)
 
 
 def parse(*args: str):

@@ -26,7 +26,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
-def test_quickstart_learns_to_count(tmp_path):
+@pytest.mark.parametrize("model", [None, "tiny:qwen3_vl"], ids=["recipe-qwen2_5_vl", "qwen3_vl"])
+def test_quickstart_learns_to_count(tmp_path, model):
+    """The README's command as written, and with `--model_name_or_path tiny:qwen3_vl` (0-1000 JSON family)."""
     out = tmp_path / "quickstart"
     command = [
         sys.executable,
@@ -37,6 +39,8 @@ def test_quickstart_learns_to_count(tmp_path):
         "quickstart",
     ]
     command += ["--output_dir", str(out), "--disable_tqdm", "true"]
+    if model is not None:
+        command += ["--model_name_or_path", model]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, env=env, timeout=1200)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]

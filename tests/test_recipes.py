@@ -301,9 +301,22 @@ def test_accelerate_config_resolves_shipped_trl_and_file_configs(tmp_path):
         _resolve_accelerate_config(["--accelerate_config", "zero2cpu"])
 
 
-def test_train_launches_the_shipped_recipe_and_config_by_name(tmp_path, monkeypatch):
-    launched = []
-    monkeypatch.setattr("accelerate.commands.launch.launch_command", launched.append)
+@pytest.fixture
+def launched(monkeypatch) -> list:
+    """What `trl-perception train` would run, as parsed `accelerate launch` arguments (nothing is launched)."""
+    from accelerate.commands.launch import launch_command_parser
+
+    runs = []
+
+    def launch(launch_argv, output_dir):
+        runs.append(launch_command_parser().parse_args(launch_argv))
+        return 0
+
+    monkeypatch.setattr("trl_perception.cli._launch", launch)
+    return runs
+
+
+def test_train_launches_the_shipped_recipe_and_config_by_name(tmp_path, monkeypatch, launched):
     monkeypatch.chdir(tmp_path)
     argv = ["--config", "quickstart", "--accelerate_config", "zero2_cpu", "--num_processes", "2", "--max_steps", "1"]
     assert main(["train", *argv]) == 0
@@ -314,9 +327,7 @@ def test_train_launches_the_shipped_recipe_and_config_by_name(tmp_path, monkeypa
     assert args.training_script_args[2:] == ["--max_steps", "1"]
 
 
-def test_a_recipe_key_names_the_accelerate_config(tmp_path, monkeypatch):
-    launched = []
-    monkeypatch.setattr("accelerate.commands.launch.launch_command", launched.append)
+def test_a_recipe_key_names_the_accelerate_config(tmp_path, launched):
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text((RECIPES_DIR / "quickstart.yaml").read_text() + "accelerate_config: zero2_cpu\n")
     assert main(["train", "--config", str(recipe), "--output_dir", str(tmp_path / "out")]) == 0

@@ -46,12 +46,11 @@ import subprocess
 import sys
 import textwrap
 import typing
-from collections.abc import Callable
 from typing import Any
 
 
 def _train(argv: list[str]) -> int:
-    from accelerate.commands.launch import launch_command, launch_command_parser
+    from accelerate.commands.launch import launch_command_parser
 
     from .scripts import train as train_script
 
@@ -80,30 +79,96 @@ def _train(argv: list[str]) -> int:
         print(f"trl-perception train: error: {e}", file=sys.stderr)
         return 2
     script_argv = _subtract_subsequence(argv, cli_remaining)
-    accelerate_args = launch_parser.parse_args([*launch_args, train_script.__file__, *script_argv])
-    return _launch(launch_command, accelerate_args)
+    launch_argv = [*launch_args, train_script.__file__, *script_argv]
+    launch_parser.parse_args(launch_argv)  # a bad `accelerate launch` value exits here, before anything starts
+    return _launch(launch_argv, output_dir=training_args.output_dir)
 
 
-def _launch(launch_command: Callable[[Any], None], accelerate_args: Any) -> int:
-    """Run `accelerate launch`; a failed training process has printed its error, so only its exit code is added."""
+# Signals `trl-perception train` passes on to the training processes. SIGINT too: they run in their own process group,
+# which the terminal's Ctrl-C no longer reaches directly.
+_FORWARDED_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT")
+# Seconds the training processes get to exit after a forwarded signal before the rest of their group is killed.
+STOP_GRACE_S = 20.0
+
+
+def _launch(launch_argv: list[str], output_dir: str) -> int:
+    """
+    Run `accelerate launch` (through `trl_perception.scripts.launch`) in a new process group and wait for it. A
+    SIGINT/SIGTERM/SIGHUP/SIGQUIT to this command goes to the whole group, so stopping the command stops every
+    training process instead of leaving them to train on; whatever is still running [`STOP_GRACE_S`] seconds later is
+    killed. A failed training process has printed its error, so only one line is added.
+    """
+    import signal
+
+    command = [sys.executable, "-m", "trl_perception.scripts.launch", *launch_argv]
+    child = subprocess.Popen(command, process_group=0)
+    received: list[int] = []
+
+    def forward(signum: int, frame: Any) -> None:
+        received.append(signum)
+        _signal_group(child.pid, signum)
+
+    previous = {}
+    for name in _FORWARDED_SIGNALS:
+        if hasattr(signal, name):
+            signum = getattr(signal, name)
+            previous[signum] = signal.signal(signum, forward)
     try:
-        from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-    except ImportError:  # a torch build without torch.distributed launches one process only
-        ChildFailedError = subprocess.CalledProcessError
-
-    try:
-        launch_command(accelerate_args)
-    except subprocess.CalledProcessError as e:  # one process (accelerate's simple launcher)
-        code = e.returncode if e.returncode and e.returncode > 0 else 1
-    except ChildFailedError:  # several processes (torch.distributed.run)
-        code = 1
-    else:
+        code = child.wait()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if received:
+        _stop_group(child.pid, STOP_GRACE_S)
+        name = signal.Signals(received[0]).name
+        print(
+            f"trl-perception train: stopped by {name}. Continue from the last complete checkpoint with "
+            f"--resume_from_checkpoint true (checkpoints of {output_dir} without trainer_state.json are skipped).",
+            file=sys.stderr,
+        )
+        return 128 + received[0]
+    if code == 0:
         return 0
+    code = code if code > 0 else 128 - code  # killed by a signal that did not come through this command
     print(
         f"trl-perception train: error: the training process failed (exit code {code}); see its error above.",
         file=sys.stderr,
     )
     return code
+
+
+def _signal_group(pgid: int, signum: int) -> None:
+    try:
+        os.killpg(pgid, signum)
+    except (ProcessLookupError, PermissionError):  # the group has exited
+        pass
+
+
+def _group_members(pgid: int) -> list[int]:
+    """Live (not zombie) processes of the process group `pgid`."""
+    import psutil
+
+    members = []
+    for process in psutil.process_iter(["status"]):
+        try:
+            if os.getpgid(process.pid) == pgid and process.info["status"] != psutil.STATUS_ZOMBIE:
+                members.append(process.pid)
+        except (ProcessLookupError, PermissionError, psutil.Error):
+            continue
+    return members
+
+
+def _stop_group(pgid: int, grace_s: float) -> None:
+    """Wait up to `grace_s` seconds for the process group `pgid` to exit, then kill what is left of it."""
+    import signal
+    import time
+
+    deadline = time.monotonic() + grace_s
+    while _group_members(pgid):
+        if time.monotonic() > deadline:
+            _signal_group(pgid, signal.SIGKILL)
+            return
+        time.sleep(0.2)
 
 
 def _recipe_launch_args(args: list[str], launch_parser: argparse.ArgumentParser) -> list[str]:

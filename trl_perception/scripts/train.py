@@ -44,6 +44,8 @@ from typing import Any
 
 from trl import ScriptArguments, TrlParser
 
+from trl_perception.checkpoints import resolve_resume_argument
+
 
 if typing.TYPE_CHECKING:
     from trl_perception.rewards._registry import RewardOptions
@@ -409,37 +411,13 @@ def warmstart_target(row: dict[str, Any]) -> str:
     )
 
 
-def _write_run_files(output_dir: str, log_history: list[dict], summary: dict[str, Any]) -> None:
-    import csv
-
-    os.makedirs(output_dir, exist_ok=True)
-    with open(os.path.join(output_dir, "metrics.json"), "w") as f:
-        json.dump({"summary": summary, "log_history": log_history}, f, indent=2, default=float)
-    keys = sorted({k for entry in log_history for k in entry})
-    with open(os.path.join(output_dir, "metrics.csv"), "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=keys)
-        writer.writeheader()
-        writer.writerows(log_history)
-    steps = [e["step"] for e in log_history if "reward" in e]
-    rewards = [e["reward"] for e in log_history if "reward" in e]
-    if steps:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(6, 3.5))
-        ax.plot(steps, rewards, marker="o", label="train reward (sampled)")
-        for key, style in (("before", "--"), ("after", "-.")):
-            if key in summary.get("heldout", {}):
-                ax.axhline(summary["heldout"][key]["reward"], linestyle=style, color="gray", label=f"held-out {key}")
-        ax.set_xlabel("step")
-        ax.set_ylabel("reward")
-        ax.set_title("trl-perception: reward")
-        ax.legend(loc="best", fontsize=8)
-        fig.tight_layout()
-        fig.savefig(os.path.join(output_dir, "reward_curve.png"), dpi=120)
-        plt.close(fig)
+def _previous_summary(output_dir: str) -> dict[str, Any]:
+    """The `summary` of the run directory's `metrics.json` (written by the earlier launch), or `{}`."""
+    try:
+        with open(os.path.join(output_dir, "metrics.json")) as f:
+            return json.load(f).get("summary") or {}
+    except (OSError, ValueError):
+        return {}
 
 
 def two_proportion_test(k_before: int, k_after: int, n: int) -> dict[str, float]:
@@ -613,6 +591,7 @@ def validate_arguments(
         raise ValueError(
             f"`reward_weights` has {len(weights)} values for {len(reward_funcs)} rewards ({script_args.reward_funcs})."
         )
+    resolve_resume_argument(training_args.resume_from_checkpoint, training_args.output_dir)
     return reward_funcs, warnings_
 
 
@@ -637,7 +616,16 @@ def _resolve_model_family(model_path: str, model_family: str):
         ) from None
 
 
-def main(script_args: PerceptionScriptArguments, training_args, model_args) -> dict[str, Any]:
+def main(
+    script_args: PerceptionScriptArguments, training_args, model_args, argv: list[str] | None = None
+) -> dict[str, Any]:
+    """
+    Train: load the model, processor and data, score held-out rows, warm start, run GRPO, score again, and write the
+    run directory (`run_manifest.json` first, then `metrics.json`/`metrics.csv` at every logging step and
+    `reward_curve.png` at every save). With `resume_from_checkpoint`, the GRPO run continues from the checkpoint and
+    the phases before it (warm start, held-out scoring before training) are not repeated: their results come from the
+    run directory's `metrics.json`. `argv` (default `sys.argv[1:]`) is recorded in the manifest.
+    """
     import torch
     from accelerate import PartialState
     from transformers import AutoModelForImageTextToText
@@ -645,6 +633,15 @@ def main(script_args: PerceptionScriptArguments, training_args, model_args) -> d
 
     from trl_perception import PerceptionGRPOTrainer
     from trl_perception.families import load_processor, resolve_family
+    from trl_perception.run_files import (
+        METRICS_JSON,
+        RunFilesCallback,
+        build_run_manifest,
+        dataset_record,
+        write_metrics,
+        write_run_files,
+        write_run_manifest,
+    )
     from trl_perception.warmstart import heldout_greedy_scores, reward_name, supervised_warm_start
 
     state = PartialState()
@@ -653,6 +650,7 @@ def main(script_args: PerceptionScriptArguments, training_args, model_args) -> d
     reward_funcs, warnings_ = validate_arguments(script_args, training_args, model_args)
     for warning in warnings_:
         state.print(f"[warning] {warning}")
+    resume = resolve_resume_argument(training_args.resume_from_checkpoint, training_args.output_dir)
 
     # Model: `tiny:<family>` (e.g. `tiny:qwen3_vl`) builds that family's offline tiny model (tests, quickstart).
     model_path = model_args.model_name_or_path
@@ -700,6 +698,42 @@ def main(script_args: PerceptionScriptArguments, training_args, model_args) -> d
     processor = load_processor(model_path, family, script_args.min_pixels, script_args.max_pixels)
 
     summary: dict[str, Any] = {"model": model_args.model_name_or_path, "dataset": script_args.dataset_name}
+    if resume is not None:
+        # The phases before GRPO ran in the first launch; their results are in its metrics.json.
+        summary |= {
+            k: v for k, v in _previous_summary(training_args.output_dir).items() if k in ("heldout", "warmstart")
+        }
+        summary["heldout"] = {k: v for k, v in summary.get("heldout", {}).items() if k in ("initial", "before")}
+        if not summary["heldout"]:
+            del summary["heldout"]
+        summary["resumed_from"] = resume
+        earlier = [k for k in ("warmstart", "heldout") if k in summary] or [f"none: no {METRICS_JSON} in output_dir"]
+        state.print(
+            f"[resume] from {resume}: the warm start and held-out scoring before training are not repeated "
+            f"(earlier results kept: {', '.join(earlier)})"
+        )
+    if state.is_main_process:
+        datasets_ = {
+            "train": dataset_record(
+                train_dataset, script_args.dataset_name, script_args.dataset_config, script_args.dataset_train_split
+            )
+        }
+        if test_dataset is not None:
+            datasets_["test"] = dataset_record(
+                test_dataset, script_args.dataset_name, script_args.dataset_config, script_args.dataset_test_split
+            )
+        manifest = build_run_manifest(
+            script_args=script_args,
+            training_args=training_args,
+            model_args=model_args,
+            argv=list(sys.argv[1:] if argv is None else argv),
+            datasets=datasets_,
+            model=model,
+            processor=processor,
+            family=family.name,
+            resumed_from=resume,
+        )
+        write_run_manifest(training_args.output_dir, manifest)
     heldout_rows = []
     if script_args.heldout_samples:
         # Held-out rewards get what the trainer passes its rewards: the family and the model-input image sizes.
@@ -722,9 +756,9 @@ def main(script_args: PerceptionScriptArguments, training_args, model_args) -> d
         state.print(f"[held-out {tag}] n={result['n']} greedy reward {result['reward']:.3f} ({rewards})")
         state.print(f"[held-out {tag}] sample completions: {result['completions'][:6]}")
 
-    if heldout_rows and state.is_main_process:
+    if heldout_rows and state.is_main_process and resume is None:
         score("initial")
-    if script_args.warmstart_steps:
+    if script_args.warmstart_steps and resume is None:
         mode = "shuffled targets (format only)" if script_args.warmstart_shuffle_targets else "true targets"
         state.print(f"[warm start] {script_args.warmstart_steps} supervised steps on {mode}")
         losses = supervised_warm_start(
@@ -745,8 +779,12 @@ def main(script_args: PerceptionScriptArguments, training_args, model_args) -> d
             "final_loss": losses[-1],
             "shuffle_targets": script_args.warmstart_shuffle_targets,
         }
-    if heldout_rows and state.is_main_process:
+    if heldout_rows and state.is_main_process and resume is None:
         score("before")
+
+    if state.is_main_process and resume is None:
+        # The phases so far are on disk before the first step: a run resumed from an early checkpoint finds them.
+        write_metrics(training_args.output_dir, [], summary)
 
     # GRPO
     trainer = PerceptionGRPOTrainer(
@@ -757,8 +795,10 @@ def main(script_args: PerceptionScriptArguments, training_args, model_args) -> d
         eval_dataset=test_dataset if _evaluates(training_args) else None,
         processing_class=processor,
         peft_config=get_peft_config(model_args),
+        # metrics.json / metrics.csv at every logging step, reward_curve.png at every save
+        callbacks=[RunFilesCallback(training_args.output_dir, summary)],
     )
-    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(training_args.output_dir)
     if training_args.push_to_hub:
         trainer.push_to_hub(dataset_name=script_args.dataset_name)
@@ -766,6 +806,9 @@ def main(script_args: PerceptionScriptArguments, training_args, model_args) -> d
     if heldout_rows and state.is_main_process:
         model = trainer.model
         score("after")
+        if "before" not in summary["heldout"]:
+            state.print("[held-out] no score before training to compare with (resumed without the first metrics.json)")
+    if heldout_rows and state.is_main_process and "before" in summary["heldout"]:
         before, after = summary["heldout"]["before"], summary["heldout"]["after"]
         summary["heldout"]["improvement"] = after["reward"] - before["reward"]
         # Significance of the change in the first reward's success rate (rewards in {0, 1} count as accuracy).
@@ -794,8 +837,10 @@ def main(script_args: PerceptionScriptArguments, training_args, model_args) -> d
                 state.print(f"[held-out] {label}: z = {result['z']:.2f}, one-sided p = {result['p_value']:.2g}")
     summary["wall_time_s"] = time.time() - started
     if state.is_main_process:
-        _write_run_files(training_args.output_dir, trainer.state.log_history, summary)
-        state.print(f"Run directory: {training_args.output_dir} (metrics.json, metrics.csv, reward_curve.png)")
+        write_run_files(training_args.output_dir, trainer.state.log_history, summary)
+        state.print(
+            f"Run directory: {training_args.output_dir} (metrics.json, metrics.csv, reward_curve.png, run_manifest.json)"
+        )
     _end(trainer)
     return summary
 
@@ -870,11 +915,13 @@ def cli_main(argv: list[str] | None = None) -> None:
     """The training process: parse (a bad argument exits with one message, no traceback), validate, train."""
     parser = make_parser()
     try:
+        # `--config NAME` as the shipped recipe's path, which the run manifest records.
+        argv = resolve_config_argument(list(sys.argv[1:] if argv is None else argv))
         script_args, training_args, model_args = parser.parse_args_and_config(argv, fail_with_unknown_args=False)[:3]
         validate_arguments(script_args, training_args, model_args)
     except (ValueError, FileNotFoundError) as e:
         parser.exit(2, f"{parser.prog}: error: {e}\n")
-    main(script_args, training_args, model_args)
+    main(script_args, training_args, model_args, argv=argv)
 
 
 if __name__ == "__main__":
