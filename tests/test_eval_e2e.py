@@ -161,3 +161,24 @@ def test_cli_newer_families_with_frame_auto_on_both_backends(family, task_args, 
         runs[backend] = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
     for key in ("num_prompt_tokens", "model_image_size"):
         assert [r[key] for r in runs["hf"]] == [r[key] for r in runs["vllm"]]
+
+
+def test_cli_chat_template_kwargs_switch_qwen3_5_thinking_off(task_args, tmp_path):
+    """`--chat-template-kwargs` reaches the prompt as `GRPOConfig.chat_template_kwargs` does in training: Qwen3.5's
+    template opens `<think>` by default, and closes an empty one with `enable_thinking: false`."""
+    model = build_tiny_model(tmp_path / "qwen3_5", arch="qwen3_5")
+    lengths = {}
+    for name, extra in (("default", []), ("no-thinking", ["--chat-template-kwargs", '{"enable_thinking": false}'])):
+        out = tmp_path / name
+        summary = run_cli("grounding", model, task_args["grounding"], out, "hf", ["--limit", "2", *extra])
+        records = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+        lengths[name] = [r["num_prompt_tokens"] for r in records]
+    assert summary["run"]["backend_kwargs"]["chat_template_kwargs"] == {"enable_thinking": False}
+    # "<think>\n" becomes "<think>\n\n</think>\n\n" at the end of every prompt.
+    assert all(b > a for a, b in zip(lengths["default"], lengths["no-thinking"], strict=True))
+
+
+def test_cli_chat_template_kwargs_must_be_a_json_object(capsys):
+    with pytest.raises(SystemExit):
+        main(["--task", "grounding", "--model", "m", "--dataset", "refcoco", "--chat-template-kwargs", "[1]"])
+    assert "expected a JSON object" in capsys.readouterr().err

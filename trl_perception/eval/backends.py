@@ -102,6 +102,8 @@ class HFBackend:
         dtype: ``"auto"``, ``"float32"``, ``"bfloat16"``, …
         device: ``"cpu"``, ``"cuda"``, …; default: CUDA if available.
         repetition_penalty: 1.0 is plain greedy decoding (Perception-R1's grounding evaluation used 1.05).
+        chat_template_kwargs: passed to ``apply_chat_template`` (e.g. ``{"enable_thinking": False}`` for Qwen3.5), as
+            ``GRPOConfig.chat_template_kwargs`` is in training.
     """
 
     name = "hf"
@@ -116,6 +118,7 @@ class HFBackend:
         dtype: str = "auto",
         device: str | None = None,
         repetition_penalty: float = 1.0,
+        chat_template_kwargs: dict[str, Any] | None = None,
     ):
         import torch
         from transformers import AutoModelForImageTextToText
@@ -127,13 +130,16 @@ class HFBackend:
         self.max_new_tokens = max_new_tokens
         self.skip_special_tokens = skip_special_tokens
         self.repetition_penalty = repetition_penalty
+        self.chat_template_kwargs = dict(chat_template_kwargs or {})
 
     def generate(self, prompts: Sequence[list[dict[str, Any]]], images: Sequence[Any]) -> list[Generation]:
         import torch
 
         processor = self.processor
         texts = [
-            processor.apply_chat_template(to_multimodal_messages(p), add_generation_prompt=True, tokenize=False)
+            processor.apply_chat_template(
+                to_multimodal_messages(p), add_generation_prompt=True, tokenize=False, **self.chat_template_kwargs
+            )
             for p in prompts
         ]
         inputs = processor(text=texts, images=list(images), padding=True, return_tensors="pt").to(self.device)
@@ -210,6 +216,7 @@ class VLLMBackend:
         seed: int = 0,
         in_process: bool = True,
         repetition_penalty: float = 1.0,
+        chat_template_kwargs: dict[str, Any] | None = None,
     ):
         if in_process:
             os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
@@ -247,11 +254,14 @@ class VLLMBackend:
             repetition_penalty=repetition_penalty,
         )
         self._checked_pixels = False
+        self.chat_template_kwargs = dict(chat_template_kwargs or {})
 
     def generate(self, prompts: Sequence[list[dict[str, Any]]], images: Sequence[Any]) -> list[Generation]:
         processor = self.processor
         texts = [
-            processor.apply_chat_template(to_multimodal_messages(p), add_generation_prompt=True, tokenize=False)
+            processor.apply_chat_template(
+                to_multimodal_messages(p), add_generation_prompt=True, tokenize=False, **self.chat_template_kwargs
+            )
             for p in prompts
         ]
         requests = [{"prompt": t, "multi_modal_data": {"image": img}} for t, img in zip(texts, images)]

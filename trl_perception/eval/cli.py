@@ -119,6 +119,16 @@ def load_eval_dataset(
     return loaded
 
 
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise argparse.ArgumentTypeError(f"not JSON ({e.msg}): {text!r}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``eval`` argument parser (also used by ``trl-perception eval --help``)."""
     p = argparse.ArgumentParser(
@@ -160,6 +170,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=1.0,
         help="1.0 = plain greedy (default); the paper's grounding evaluation used 1.05",
+    )
+    p.add_argument(
+        "--chat-template-kwargs",
+        type=_json_object,
+        default=None,
+        metavar="JSON",
+        help="chat template options, as in training, e.g. '{\"enable_thinking\": false}' (Qwen3.5 without thinking)",
     )
     # Dataset builder options.
     p.add_argument("--data-dir", default=None)
@@ -242,6 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         "max_pixels": args.max_pixels,
         "dtype": args.dtype,
         "repetition_penalty": args.repetition_penalty,
+        "chat_template_kwargs": args.chat_template_kwargs,
     }
     if args.backend == "hf":
         backend_kwargs["device"] = args.device
