@@ -83,6 +83,7 @@ class OcrEditDistanceReward(PerceptionReward):
 
     default_name = "ocr_edit_distance"
     default_task = "ocr"
+    gt_columns = ("text",)
 
     def __init__(
         self, unicode_form: str | None = "NFKC", whitespace: str = "collapse", lowercase: bool = False, **kwargs: Any
