@@ -199,7 +199,7 @@ def validate_row(owner: str, row: Mapping[str, Any], columns: Iterable[str], req
         if row.get(name) is None:
             raise GroundTruthError(f"{owner}, row {row.get('id')!r}, column {name!r}: missing (needed for scoring)")
     kwargs = {name: [row.get(name)] for name in columns if name in row}
-    kwargs["id"] = [row.get("id")]
+    kwargs[ROWS_KWARG] = [repr(row.get("id"))]  # errors say "row 'refcoco/val/7'"
     validate_ground_truth(owner, kwargs, [0], 1, columns)
 
 
