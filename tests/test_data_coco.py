@@ -249,3 +249,17 @@ def test_damaged_files_rows_in_equal_rows_out_plus_skips(coco, tmp_path):
     assert 632 in header_only["image_id"]
     with pytest.raises(OSError, match="truncated"):
         header_only[header_only["image_id"].index(632)]["image"].load()
+
+
+def test_rebuild_after_an_image_is_replaced_in_place(coco, tmp_path):
+    """The COCO cache key covers the annotation files, not the image files: `rebuild=True` rebuilds."""
+    ds = load_coco_detection(coco["root"], cache_dir=tmp_path / "c")
+    assert 632 in ds["image_id"]
+    truncate_image(coco["image_dir"] / coco["images"][632]["file_name"])
+    assert 632 in load_coco_detection(coco["root"], cache_dir=tmp_path / "c")["image_id"]  # the cached build
+    rebuilt = load_coco_detection(coco["root"], cache_dir=tmp_path / "c", rebuild=True)
+    assert 632 not in rebuilt["image_id"] and len(rebuilt) == len(ds) - 1
+    assert_images_decode(rebuilt)
+    builder = CocoDetection(data_dir=str(coco["root"]), cache_dir=str(tmp_path / "c"))
+    builder.download_and_prepare()  # the rebuilt cache, with its report
+    assert builder.report.skips["validation"] == {"unreadable_image": 1}

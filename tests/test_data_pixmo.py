@@ -209,3 +209,41 @@ def test_truncated_image_passes_a_header_only_build(tmp_path):
     assert len(ds) == len(fx["rows"]["train"])
     with pytest.raises(OSError, match="truncated"):
         ds[0]["image"].load()
+
+
+def test_cache_follows_an_image_replaced_in_place(tmp_path):
+    """The cache key covers every file under image_dir (size, mtime), however deep: no stale row after a change."""
+    fx = write_pixmo_fixture(tmp_path / "pixmo")
+    victim = next(r for r in fx["rows"]["train"] if r["naming"] == "url")
+    nested = fx["image_dir"] / "batch_1" / victim["image_path"].name  # images are searched recursively
+    nested.parent.mkdir()
+    victim["image_path"].rename(nested)
+    index = fx["rows"]["train"].index(victim)
+
+    def load():
+        builder = PixmoCount(
+            data_dir=str(fx["data_dir"]),
+            image_dir=str(fx["image_dir"]),
+            verify_sha256=False,
+            splits=("train",),
+            cache_dir=str(tmp_path / "c"),
+        )
+        builder.download_and_prepare()
+        return builder, builder.as_dataset("train")
+
+    first, ds = load()
+    assert (ds[index]["width"], ds[index]["height"]) == (victim["width"], victim["height"])
+    again, _ = load()
+    assert again.cache_dir == first.cache_dir  # nothing changed: the cache is reused
+
+    draw_image(nested, 33, 22, seed=5)  # same name, new content and size
+    redrawn, ds = load()
+    assert redrawn.cache_dir != first.cache_dir
+    assert (ds[index]["width"], ds[index]["height"]) == (33, 22)
+    ds[index]["image"].load()
+
+    truncate_image(nested)
+    truncated, ds = load()
+    assert truncated.cache_dir not in (first.cache_dir, redrawn.cache_dir)
+    assert truncated.report.skips["train"] == {"unreadable_image": 1}
+    assert len(ds) == len(fx["rows"]["train"]) - 1

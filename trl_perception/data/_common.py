@@ -285,11 +285,19 @@ class PerceptionBuilder(datasets.GeneratorBasedBuilder):
 def build_split(builder_class: type[datasets.GeneratorBasedBuilder], split: str, **options: Any) -> datasets.Dataset:
     """Build (or load from the Arrow cache) one split with `builder_class`: the body of every one-call loader.
 
-    Path-like options (`cache_dir`, `data_dir`, `image_dir`, ...) become strings; `None` stays `None`.
+    Path-like options (`cache_dir`, `data_dir`, `image_dir`, ...) become strings; `None` stays `None`. ``rebuild=True``
+    builds again even when a cache for the same key exists (e.g. after image files were replaced in place, which the
+    COCO, RefCOCO and page-OCR keys do not see).
     """
     options = {k: os.fspath(v) if isinstance(v, os.PathLike) else v for k, v in options.items()}
+    rebuild = options.pop("rebuild", False)
     builder = builder_class(splits=(split,), **options)
-    builder.download_and_prepare()
+    if rebuild:  # the cached split sizes are what a rebuild may change: do not check against them
+        builder.download_and_prepare(
+            download_mode=datasets.DownloadMode.FORCE_REDOWNLOAD, verification_mode=datasets.VerificationMode.NO_CHECKS
+        )
+    else:
+        builder.download_and_prepare()
     if builder.report.num_examples.get(split) == 0:  # `datasets` cannot load an empty split: say why it is empty
         raise DataError(f"No {split!r} rows left after the skips: {builder.report.summary()}")
     return builder.as_dataset(split=split)
@@ -438,6 +446,17 @@ def _fingerprint(paths: list[str]) -> str:
             h.update(f"{os.path.abspath(p)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
         except OSError:
             h.update(f"{os.path.abspath(p)}|missing\n".encode())
+            continue
+        if os.path.isdir(p):  # a folder of images, walked: every file's (size, mtime), so one replaced in place counts
+            for root, dirs, files in os.walk(p):
+                dirs.sort()
+                for name in sorted(files):
+                    file_path = os.path.join(root, name)
+                    try:
+                        est = os.stat(file_path)
+                    except OSError:
+                        continue
+                    h.update(f"{os.path.relpath(file_path, p)}|{est.st_size}|{est.st_mtime_ns}\n".encode())
     return h.hexdigest()[:16]
 
 

@@ -248,7 +248,7 @@ class PixmoCount(PerceptionBuilder):
     def _source_paths(cls, kwargs: dict[str, Any]) -> list[str]:
         paths = list(_find_tables(kwargs.get("data_dir"), kwargs.get("table_files")).values())
         image_dir = kwargs.get("image_dir")
-        return paths + ([image_dir] if image_dir else [])  # the folder's mtime changes when files are added
+        return paths + ([image_dir] if image_dir else [])  # every file under it: which one matches, and its content
 
     def _info(self) -> datasets.DatasetInfo:
         return datasets.DatasetInfo(
