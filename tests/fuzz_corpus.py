@@ -105,6 +105,9 @@ PIECES: tuple[str, ...] = (
     "\uff21",
     "\u1100\u1161\u11a8",
     "\U0001f600",
+    "\u017fix",  # long s: "six" under re.IGNORECASE
+    "e\u0130ght",
+    "\u212a",
 )
 
 # Whole-input attacks at (or near) the cap: tag spam, number-dense text, expanding Unicode, mark runs, deep nesting.

@@ -22,7 +22,16 @@ import unicodedata
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trl_perception.parsing import MAX_COUNT_DIGITS, ParseResult, _answer, check_answer_format, parse_count
+from trl_perception import parsing
+from trl_perception.parsing import (
+    _CASE_FOLD,
+    MAX_COUNT_DIGITS,
+    ParseResult,
+    _answer,
+    _ci,
+    check_answer_format,
+    parse_count,
+)
 from trl_perception.rewards import get_reward
 from trl_perception.rewards._ocr import _COMPOSING_STARTERS, bounded_normalize
 
@@ -49,6 +58,10 @@ def reference_check_answer_format(text, require_think=True):
     return pattern.fullmatch(text) is not None
 
 
+def _fold(word):  # what IGNORECASE matched, as the ASCII word (the previous code raised KeyError on "ſix")
+    return word.translate(_CASE_FOLD).lower()
+
+
 def reference_parse_count(text):
     answer = _answer(text, True, 65536)
     if not answer.ok:
@@ -62,9 +75,9 @@ def reference_parse_count(text):
                 return ParseResult(error="count_too_large")
             values.append(int(digits))
         elif match.group(1) is not None:
-            values.append(_WORDS[match.group(1).lower()] + (_WORDS[match.group(2).lower()] if match.group(2) else 0))
+            values.append(_WORDS[_fold(match.group(1))] + (_WORDS[_fold(match.group(2))] if match.group(2) else 0))
         elif match.group(3) is not None:
-            values.append(_WORDS[match.group(3).lower()])
+            values.append(_WORDS[_fold(match.group(3))])
         else:
             values.append(100)
     if not values:
@@ -72,6 +85,16 @@ def reference_parse_count(text):
     if "<answer>" in text or len(set(values)) == 1:
         return ParseResult(values[-1])
     return ParseResult(error="ambiguous_count")
+
+
+_REF_NUM = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
+REFERENCE_NUMBER_PATTERNS = {
+    "_LIST4_RE": rf"[\[(]\s*({_REF_NUM})\s*,\s*({_REF_NUM})\s*,\s*({_REF_NUM})\s*,\s*({_REF_NUM})\s*[\])]",
+    "_LIST2_RE": rf"[\[(]\s*({_REF_NUM})\s*,\s*({_REF_NUM})\s*[\])]",
+    "_QWEN2_VL_BOX_RE": rf"\(\s*({_REF_NUM})\s*,\s*({_REF_NUM})\s*\)\s*,\s*\(\s*({_REF_NUM})\s*,\s*({_REF_NUM})\s*\)",
+    "_BBOX_KEY_RE": rf'"bbox_2d"\s*:\s*\[\s*({_REF_NUM})\s*,\s*({_REF_NUM})\s*,\s*({_REF_NUM})\s*,\s*({_REF_NUM})\s*\]',
+    "_POINT_KEY_RE": rf'"point_2d"\s*:\s*\[\s*({_REF_NUM})\s*,\s*({_REF_NUM})\s*\]',
+}
 
 
 # -- answer format --------------------------------------------------------------------------------------------
@@ -117,6 +140,12 @@ _COUNT_PIECES = [
     "</answer>",
     "<think>",
     "</think>",
+    "SIX",
+    "\u017fix",  # long s
+    "e\u0130ght",  # dotted capital I
+    "f\u0131ve",  # dotless i
+    "e\u0301",
+    "\u212a",  # Kelvin sign
 ]
 
 
@@ -127,11 +156,36 @@ def test_parse_count_matches_the_reference(pieces):
     assert parse_count(text) == reference_parse_count(text)
 
 
+def test_count_pattern_case_classes_match_ignorecase():
+    """The count pattern spells case out in classes: they hold exactly what `re.IGNORECASE` matches."""
+    every_char = "".join(chr(c) for c in range(0x110000) if not 0xD800 <= c < 0xE000)
+    letters = sorted(set("".join([*_UNITS, *_TENS, "hundred", "a"])))
+    folded = set(re.findall(f"[{''.join(letters)}]", every_char, re.IGNORECASE))
+    for letter in letters:
+        expected = {c for c in folded if re.fullmatch(letter, c, re.IGNORECASE)}
+        assert expected == set(_ci(letter)[1:-1]), letter
+
+
 def test_parse_count_number_dense_text():
     assert parse_count("[1,2,3," * 9362).error == "ambiguous_count"
     assert parse_count("(1," * 21845).value == 1
     assert parse_count("<answer>" + "1 " * 30000 + "12345678901</answer>").error == "count_too_large"
     assert parse_count("Twenty-One and twenty one").value == 21
+    assert [parse_count(w).value for w in ("\u017fix", "e\u0130ght", "f\u0131ve", "SEVENTY-\u017fIX")] == [6, 8, 5, 76]
+
+
+# -- number lists (possessive numbers, a lookahead after the opening bracket) ---------------------------------
+
+_LIST_PIECES = [*"0123456789", ".", "-", "+", "e", "E", ",", " ", "[", "]", "(", ")", "\n", "x", "1e5", "2.", ".5"]
+_LIST_PIECES += ['"bbox_2d": [', '"point_2d":[', "), (", "]]"]
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(st.sampled_from(_LIST_PIECES), max_size=24))
+def test_number_patterns_match_the_reference(pieces):
+    text = "".join(pieces)
+    for name, reference in REFERENCE_NUMBER_PATTERNS.items():
+        assert getattr(parsing, name).findall(text) == re.findall(reference, text), name
 
 
 # -- bounded normalization ------------------------------------------------------------------------------------
