@@ -225,6 +225,7 @@ def reward_variants() -> list[tuple[str, Callable[..., list], str]]:
         ("box_format", "box_format", {}),
         ("box_format/labels_graded", "box_format", {"require_label": True, "graded": True}),
         ("box_format/pairs", "box_format", {"box_format": "pairs"}),
+        ("box_format/ref_box", "box_format", {"box_format": "ref_box"}),
         ("qwen2_vl_grounding_format", "qwen2_vl_grounding_format", {}),
         ("iou", "iou", q),
         ("iou_squared", "iou_squared", q),
@@ -237,10 +238,12 @@ def reward_variants() -> list[tuple[str, Callable[..., list], str]]:
             {"family": "qwen2_vl", "multiple_boxes": "reject", "out_of_image": "keep"},
         ),
         ("iou/swap_plus_one_internvl", "iou", {"family": "internvl", "inverted": "swap", "plus_one": True}),
+        ("giou/qwen3_vl", "giou", {"family": "qwen3_vl"}),
         ("count_match", "count_match", q),
         ("count_match/points_qwen2_vl", "count_match", {"family": "qwen2_vl", "prediction": "points"}),
         ("count_exact", "count_exact", {}),
         ("count_exact/answer", "count_exact", {"source": "answer"}),
+        ("count_exact/internvl", "count_exact", {"family": "internvl"}),
         ("ocr_edit_distance", "ocr_edit_distance", {}),
         (
             "ocr_edit_distance/nfc_remove_lower",
@@ -252,6 +255,7 @@ def reward_variants() -> list[tuple[str, Callable[..., list], str]]:
         ("detection/paper", "detection", {**q, "preset": "paper"}),
         ("detection/vlm_r1", "detection", {**q, "preset": "vlm_r1"}),
         ("detection/greedy_lenient", "detection", {**q, "matcher": "greedy", "strict_json": False}),
+        ("detection/internvl", "detection", {"family": "internvl"}),
     ]
     out = [(label, get_reward(name, **options), TASK_OF[name]) for label, name, options in specs]
     for task in ("grounding", "counting", "ocr", "detection"):

@@ -65,11 +65,11 @@ def task_args(tmp_path_factory):
     }  # fmt: skip
 
 
-def run_cli(task, model, dataset_args, out, backend, extra=()):
+def run_cli(task, model, dataset_args, out, backend, extra=(), vllm_dtype="float32"):
     argv = ["--task", task, "--model", model, *dataset_args, "--backend", backend, "--output-dir", str(out),
             "--max-new-tokens", "12", "--batch-size", "2", "--no-progress", *extra]  # fmt: skip
     if backend == "vllm":
-        argv += ["--max-model-len", "1024", "--dtype", "float32"]
+        argv += ["--max-model-len", "1024", "--dtype", vllm_dtype]
     assert main(argv) == 0
     return json.loads((out / "metrics.json").read_text())
 
@@ -104,7 +104,9 @@ def test_cli_hf_backend(task, tiny_model, task_args, tmp_path):
     summary = run_cli(task, tiny_model, task_args[task], out, "hf")
     check_run_dir(task, out, summary, min_samples=2)
     assert summary["run"]["backend"] == "hf"
-    assert summary["config"]["frame"] == "qwen2_5_vl"  # resolved from the checkpoint's model type
+    # Resolved from the checkpoint's model type: Qwen2.5-VL boxes are in resized model-input pixels.
+    assert summary["config"]["frame"] == "resized"
+    assert summary["run"]["family"] == "qwen2_5_vl"
 
 
 def test_cli_hf_limit_and_qwen2_vl_frame(task_args, tmp_path):
@@ -112,7 +114,8 @@ def test_cli_hf_limit_and_qwen2_vl_frame(task_args, tmp_path):
     out = tmp_path / "run"
     summary = run_cli("grounding", model, task_args["grounding"], out, "hf", extra=["--limit", "1"])
     assert summary["num_samples"] == 1
-    assert summary["config"]["frame"] == "qwen2_vl"
+    assert summary["config"]["frame"] == "grid_1000"  # Qwen2-VL's <|box_start|> pairs are on a 0-1000 grid
+    assert summary["run"]["family"] == "qwen2_vl"
     assert summary["run"]["backend_kwargs"]["skip_special_tokens"] is False  # Qwen2-VL box tokens are kept
 
 
@@ -140,3 +143,21 @@ def test_cli_vllm_pixel_budget_override(tiny_model, task_args, tmp_path):
         width, height = record["model_image_size"]
         assert width * height <= 3136
     assert summary["run"]["backend_kwargs"]["max_pixels"] == 3136
+
+
+@pytest.mark.parametrize("family", ["qwen3_vl", "qwen3_5", "internvl"])
+def test_cli_newer_families_with_frame_auto_on_both_backends(family, task_args, tmp_path):
+    """`--frame auto` resolves each family from its checkpoint; both backends see the same prompts and resize."""
+    model = build_tiny_model(tmp_path / family, arch=family)
+    runs = {}
+    for backend in ("hf", "vllm"):
+        out = tmp_path / backend
+        # vLLM's CPU Gated DeltaNet kernel (Qwen3.5's linear-attention layers) runs in bfloat16 only.
+        dtype = "bfloat16" if family == "qwen3_5" else "float32"
+        summary = run_cli("grounding", model, task_args["grounding"], out, backend, ["--limit", "2"], dtype)
+        check_run_dir("grounding", out, summary, min_samples=2)
+        assert summary["config"]["frame"] == "grid_1000"  # Qwen3-VL / Qwen3.5 / InternVL: 0-1000 relative boxes
+        assert summary["config"]["family"] == summary["run"]["family"] == family
+        runs[backend] = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    for key in ("num_prompt_tokens", "model_image_size"):
+        assert [r[key] for r in runs["hf"]] == [r[key] for r in runs["vllm"]]

@@ -31,6 +31,7 @@ from hypothesis import strategies as st
 
 from trl_perception.eval.scoring import score_counting, score_detection, score_grounding, score_ocr
 from trl_perception.geometry import ImageGeometry
+from trl_perception.parsing import list_box_syntaxes
 
 
 VARIANTS = reward_variants()
@@ -108,15 +109,23 @@ GEOMETRY = ImageGeometry(640, 480, 644, 476)
     text=completion_text,
     frame=st.sampled_from(["original", "resized", "grid_1000", "normalized"]),
     out_of_image=st.sampled_from(["keep", "clip", "reject"]),
+    syntax=st.sampled_from([None, *list_box_syntaxes()]),
 )
-def test_scorer_fuzz(text, frame, out_of_image):
+def test_scorer_fuzz(text, frame, out_of_image, syntax):
     with no_eval():
         records = [
-            score_grounding(text, ground_truth("grounding"), GEOMETRY, frame, out_of_image),
-            score_counting(text, ground_truth("counting")),
+            score_grounding(text, ground_truth("grounding"), GEOMETRY, frame, out_of_image, syntax),
+            score_counting(text, ground_truth("counting"), syntax=syntax),
             score_ocr(text, ground_truth("ocr")),
             score_detection(
-                text, ground_truth("detection"), GEOMETRY, frame, {1: "person", 17: "cat"}, 0.5, out_of_image
+                text,
+                ground_truth("detection"),
+                GEOMETRY,
+                frame,
+                {1: "person", 17: "cat"},
+                0.5,
+                out_of_image,
+                syntax=syntax,
             ),
         ]
     for record in records:

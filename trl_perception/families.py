@@ -99,6 +99,9 @@ class ModelFamily:
             `parse_points` format of its points.
         vision_tokens (`tuple[str, ...]`):
             Special tokens of image/video placeholders, banned during generation.
+        image_wrapper_tokens (`tuple[str, str]` or `None`):
+            Tokens the processor writes around each run of image tokens (InternVL's `<img>` / `</img>`); vLLM adds
+            them itself when it expands an image placeholder, so the trainer strips them from the prompts it sends.
         pixel_budget_keys (`tuple[str, str]` or `None`):
             Processor keyword names of the pixel budget (`("min_pixels", "max_pixels")` for Qwen); `None` if the
             processor takes no pixel budget (fixed-size tiles).
@@ -120,6 +123,7 @@ class ModelFamily:
     point_frame: str | None = None
     point_syntax: str = "json"
     vision_tokens: tuple[str, ...] = QWEN_VISION_TOKENS
+    image_wrapper_tokens: tuple[str, str] | None = None
     pixel_budget_keys: tuple[str, str] | None = ("min_pixels", "max_pixels")
     tiny: str | None = None
     description: str = ""
@@ -338,10 +342,10 @@ def load_processor(
     """
     from transformers import AutoProcessor
 
-    spec = resolve_family(family, model=model)
-    processor = AutoProcessor.from_pretrained(
-        os.fspath(model), **spec.processor_kwargs(min_pixels, max_pixels), **kwargs
-    )
+    budget = {}
+    if min_pixels is not None or max_pixels is not None:  # only then does the family's keyword spelling matter
+        budget = resolve_family(family, model=model).processor_kwargs(min_pixels, max_pixels)
+    processor = AutoProcessor.from_pretrained(os.fspath(model), **budget, **kwargs)
     tokenizer = getattr(processor, "tokenizer", processor)
     tokenizer.padding_side = "left"
     return processor
@@ -361,9 +365,15 @@ def processor_pixel_budget(processor) -> tuple[int, int, int]:
 
 
 def model_input_size(processor, width: int, height: int) -> tuple[int, int]:
-    """`(W_r, H_r)` a smart-resizing processor turns a `width` x `height` image into."""
+    """`(W_r, H_r)` a smart-resizing processor turns a `width` x `height` image into (a fixed-tile processor: its
+    tile)."""
     from .geometry import smart_resize
 
+    ip = getattr(processor, "image_processor", processor)
+    size = getattr(ip, "size", None)
+    tile = (getattr(size, "width", None), getattr(size, "height", None)) if size is not None else (None, None)
+    if getattr(ip, "patch_size", None) is None and None not in tile:
+        return int(tile[0]), int(tile[1])  # a fixed-tile processor (InternVL): every image becomes the tile
     factor, min_pixels, max_pixels = processor_pixel_budget(processor)
     resized_height, resized_width = smart_resize(height, width, factor, min_pixels, max_pixels)
     return resized_width, resized_height
@@ -477,6 +487,7 @@ register_family(
         max_pixels=448 * 448,
         point_syntax="list",
         vision_tokens=INTERNVL_VISION_TOKENS,
+        image_wrapper_tokens=("<img>", "</img>"),
         pixel_budget_keys=None,
         tiny="trl_perception.testing:tiny_internvl",
         description="InternVL3 (transformers format): <ref>label</ref><box>[[x1, y1, x2, y2]]</box> on a 0-1000 grid",

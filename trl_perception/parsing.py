@@ -437,7 +437,7 @@ class BoxSyntax:
 _BOX_SYNTAXES: dict[str, BoxSyntax] = {}
 _BOX_SYNTAX_ALIASES: dict[str, str] = {}
 # `"auto"` without a preferred syntax: the built-in heuristic, in this order.
-_AUTO_ORDER = ("json", "pairs", "list")
+_AUTO_ORDER = ("json", "ref_box", "pairs", "list")
 
 
 def register_box_syntax(
@@ -569,7 +569,8 @@ def parse_boxes(
       `<|object_ref_start|>…<|object_ref_end|>` if present.
     - `"ref_box"`: InternVL `<ref>label</ref><box>[[x1, y1, x2, y2], ...]</box>`.
     - `"auto"` (default): the `prefer`red syntax first (a model family's `box_syntax`), then `"json"` if the answer
-      mentions `bbox_2d`, else `"pairs"` if a coordinate pair is found, else `"list"`.
+      mentions `bbox_2d`, else `"ref_box"` if it holds a `<box>` tag, else `"pairs"` if a coordinate pair is found,
+      else `"list"`.
 
     Args:
         text (`str`):

@@ -155,6 +155,10 @@ class PerceptionGRPOTrainer(GRPOTrainer):
         # Model family: rewards with family="auto" score in its frame; its vision tokens are suppressed
         self.model_family = self._resolve_model_family(self.perception_args["model_family"])
 
+        if self.use_vllm and self.model_family is not None and self.model_family.image_wrapper_tokens:
+            start, end = (self._tokenizer.convert_tokens_to_ids(t) for t in self.model_family.image_wrapper_tokens)
+            self.vllm_generation.image_wrapper_ids = (start, end)
+
         # Vision geometry
         image_processor = getattr(self.processing_class, "image_processor", None)
         self._patch_size = getattr(image_processor, "patch_size", None)
@@ -195,7 +199,14 @@ class PerceptionGRPOTrainer(GRPOTrainer):
                     f"`max_completion_length` ({self.max_completion_length}). Raise `vllm_max_model_length` "
                     "(colocate) or the server's `--max-model-len`."
                 )
-            if self.perception_args["check_vllm_prompts"] and self._is_vlm and self._image_token_id is not None:
+            # The pixel-budget probe needs a smart-resizing processor; fixed-tile processors (InternVL) have no budget.
+            resizes = self._patch_size is not None and self._merge_size is not None
+            if (
+                self.perception_args["check_vllm_prompts"]
+                and self._is_vlm
+                and self._image_token_id is not None
+                and resizes
+            ):
                 probe_ids, probe_images = self._pixel_budget_probe()
                 self.vllm_generation.check_image_processor(probe_ids, probe_images)
             if self.vllm_mode == "server" and not self.perception_args["vllm_server_weight_sync"]:

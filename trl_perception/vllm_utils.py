@@ -62,20 +62,30 @@ logger = logging.getLogger(__name__)
 # Vision special tokens come from the family table (`trl_perception.families`); re-exported for callers.
 
 
-def collapse_image_runs(ids: list[int], image_token_id: int) -> list[int]:
+def collapse_image_runs(ids: list[int], image_token_id: int, wrapper_ids: tuple[int, int] | None = None) -> list[int]:
     """Replace every run of `image_token_id` by a single token: the un-expanded prompt vLLM expects with raw images.
+
+    `wrapper_ids` are the `(start, end)` tokens a processor puts around each run (InternVL's `<img>` / `</img>`), which
+    vLLM adds again when it expands the placeholder, so they go too.
 
     Example:
 
     ```python
     >>> collapse_image_runs([5, 7, 7, 6], image_token_id=7)
     [5, 7, 6]
+    >>> collapse_image_runs([5, 1, 7, 7, 2, 6], image_token_id=7, wrapper_ids=(1, 2))
+    [5, 7, 6]
     ```
     """
     out = []
     previous = None
+    start, end = wrapper_ids if wrapper_ids is not None else (None, None)
     for token in ids:
-        if not (token == image_token_id and previous == image_token_id):
+        if token == image_token_id and previous == image_token_id:
+            continue
+        if token == image_token_id and start is not None and out and out[-1] == start:
+            out.pop()
+        if not (token == end and previous == image_token_id):
             out.append(token)
         previous = token
     return out
@@ -153,6 +163,9 @@ class PerceptionVLLMGeneration(VLLMGeneration):
         self.server_weight_sync = server_weight_sync
         super().__init__(*args, **kwargs)
         self.image_token_id = getattr(self.processing_class, "image_token_id", None)
+        # `(start, end)` ids around each image-token run that vLLM re-adds (the family's `image_wrapper_tokens`); the
+        # trainer sets them once it knows the model family.
+        self.image_wrapper_ids: tuple[int, int] | None = None
 
     def _init_vllm(self):
         if self.mode == "server" and not self.server_weight_sync:
@@ -234,7 +247,7 @@ class PerceptionVLLMGeneration(VLLMGeneration):
         # huggingface/trl#6294: vLLM expands image placeholders itself, so send one placeholder per image.
         # Remove once: TRL sends un-expanded prompts to vLLM (huggingface/trl#6718).
         sent = [
-            collapse_image_runs(ids, self.image_token_id) if img_list else ids
+            collapse_image_runs(ids, self.image_token_id, self.image_wrapper_ids) if img_list else ids
             for ids, img_list in zip(prompts, images, strict=True)
         ]
         vllm_prompt_ids, completion_ids, logprobs, logprob_token_ids = super().generate(
@@ -284,7 +297,7 @@ class PerceptionVLLMGeneration(VLLMGeneration):
             from vllm import SamplingParams
 
             request = {
-                "prompt_token_ids": collapse_image_runs(probe_ids, self.image_token_id),
+                "prompt_token_ids": collapse_image_runs(probe_ids, self.image_token_id, self.image_wrapper_ids),
                 "multi_modal_data": {"image": probe_images},
             }
             output = self.llm.generate([request], SamplingParams(max_tokens=1), use_tqdm=False)[0]

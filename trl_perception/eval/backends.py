@@ -120,7 +120,7 @@ class HFBackend:
         import torch
         from transformers import AutoModelForImageTextToText
 
-        self.processor = load_processor(model, min_pixels, max_pixels)
+        self.processor = load_processor(model, min_pixels=min_pixels, max_pixels=max_pixels)
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         torch_dtype = dtype if dtype == "auto" else getattr(torch, dtype)
         self.model = AutoModelForImageTextToText.from_pretrained(model, dtype=torch_dtype).to(self.device).eval()
@@ -153,20 +153,25 @@ class HFBackend:
         eos = self.model.generation_config.eos_token_id
         eos_ids = set(eos if isinstance(eos, list) else [eos])
         pad = processor.tokenizer.pad_token_id
-        patch = self.processor.image_processor.patch_size
+        patch = getattr(self.processor.image_processor, "patch_size", None)
+        grids = inputs["image_grid_thw"].tolist() if "image_grid_thw" in inputs else None
         results = []
         for i, ids in enumerate(completions.tolist()):
             stop = next((k for k, t in enumerate(ids) if t in eos_ids), None)
             kept = ids if stop is None else ids[: stop + 1]
             text = processor.tokenizer.decode(kept, skip_special_tokens=self.skip_special_tokens)
-            _, grid_h, grid_w = inputs["image_grid_thw"][i].tolist()
+            if grids is not None:  # the resize the model saw, from the processor's own grid
+                _, grid_h, grid_w = grids[i]
+                model_image_size = (grid_w * patch, grid_h * patch)
+            else:
+                model_image_size = model_input_size(processor, *images[i].size)
             results.append(
                 Generation(
                     text=text,
                     num_prompt_tokens=int((inputs["attention_mask"][i] == 1).sum()),
                     num_completion_tokens=len([t for t in kept if t != pad or t in eos_ids]),
                     finish_reason="length" if stop is None else "stop",
-                    model_image_size=(grid_w * patch, grid_h * patch),
+                    model_image_size=model_image_size,
                 )
             )
         return results
@@ -210,7 +215,7 @@ class VLLMBackend:
             os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         from vllm import LLM, SamplingParams
 
-        self.processor = load_processor(model, min_pixels, max_pixels)
+        self.processor = load_processor(model, min_pixels=min_pixels, max_pixels=max_pixels)
         mm_processor_kwargs = {}
         if min_pixels is not None:
             mm_processor_kwargs["min_pixels"] = int(min_pixels)

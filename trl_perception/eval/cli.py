@@ -137,6 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--output-dir", default=None, help="run directory (default: eval_runs/<task>-<dataset>-<time>)")
     p.add_argument(
+        "--family",
+        default="auto",
+        help="model family (trl_perception.families): prompts in its syntax, boxes in its frame; auto: from "
+        "config.model_type",
+    )
+    p.add_argument(
         "--frame",
         default="auto",
         help="box frame of the model: auto (from its family), grid_1000, resized, original, normalized, or a family name",
@@ -204,11 +210,16 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from trl_perception.eval.backends import make_backend
 
-    frame = resolve_frame(args.model, args.frame)
-    try:  # the prompt is written for the model's family, when it is a registered one
-        family = resolve_family("auto", model=args.model).name
-    except ValueError:
-        family = None
+    if args.family != "auto" or args.frame == "auto":
+        spec = resolve_family(args.family, model=args.model)  # raises, listing the registered families
+        family = spec.name
+        frame = spec.box_frame if args.frame == "auto" else resolve_frame(args.model, args.frame)
+    else:  # an explicit frame: the prompt is still written for the model's family, when it is a registered one
+        frame = resolve_frame(args.model, args.frame)
+        try:
+            family = resolve_family("auto", model=args.model).name
+        except ValueError:
+            family = None
     dataset = load_eval_dataset(
         args.dataset,
         args.task,
@@ -251,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         task=args.task,
         output_dir=output_dir,
         frame=frame,
+        family=family,
         batch_size=args.batch_size,
         limit=args.limit,
         count_mode=args.count_mode,
@@ -261,6 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         progress=not args.no_progress,
         run_info={
             "model": args.model,
+            "family": family,
             "dataset": args.dataset,
             "split": args.split or (str(dataset.split) if dataset.split is not None else None),
             "backend": args.backend,

@@ -58,7 +58,7 @@ from trl_perception.eval.scoring import (
     score_grounding,
     score_ocr,
 )
-from trl_perception.families import resolve_family
+from trl_perception.families import get_family, resolve_family
 from trl_perception.geometry import ImageGeometry, box_convert, get_frame
 
 
@@ -82,8 +82,11 @@ class EvalConfig:
     Args:
         task: ``"grounding"``, ``"counting"``, ``"ocr"`` or ``"detection"``.
         output_dir: run directory (created).
-        frame: coordinate frame of the model's boxes (``"qwen2_vl"`` 0–1000 grid, ``"qwen2_5_vl"`` resized pixels,
-            ``"original"``, ``"normalized"``); `resolve_frame` picks it from the model type.
+        frame: coordinate frame of the model's boxes (``"grid_1000"``, ``"resized"`` model-input pixels,
+            ``"original"``, ``"normalized"``, a registered frame, or a family name meaning its box frame);
+            `resolve_frame` picks it from the model type.
+        family: model family (`trl_perception.families`); its box syntax is tried first when parsing. ``None``: the
+            built-in order of ``"auto"`` parsing.
         batch_size: samples per generation call.
         limit: evaluate only the first ``limit`` rows (in dataset order); ``None`` = all.
         count_mode: counting only, see `trl_perception.eval.scoring.parse_count_prediction`.
@@ -99,6 +102,7 @@ class EvalConfig:
     task: str
     output_dir: str
     frame: str = "qwen2_5_vl"
+    family: str | None = None
     batch_size: int = 8
     limit: int | None = None
     count_mode: str = "auto"
@@ -113,6 +117,8 @@ class EvalConfig:
         if self.task not in EVAL_TASKS:
             raise ValueError(f"Unknown task {self.task!r}; expected one of {EVAL_TASKS}.")
         self.frame = get_frame(self.frame).name  # a family name stands for its box frame
+        if self.family is not None:
+            self.family = get_family(self.family).name  # raises, listing the registered families
         if self.count_mode not in COUNT_MODES:
             raise ValueError(f"Unknown count mode {self.count_mode!r}; expected one of {COUNT_MODES}.")
         if self.out_of_image not in ("keep", "clip", "reject"):
@@ -252,14 +258,17 @@ def _score(config: EvalConfig, row: dict, image, generation, categories) -> dict
         )
     geometry = ImageGeometry(width, height, *generation.model_image_size)
     text = generation.text
+    syntax = get_family(config.family).box_syntax if config.family is not None else None
     if config.task == "grounding":
-        scored = score_grounding(text, row, geometry, config.frame, config.out_of_image)
+        scored = score_grounding(text, row, geometry, config.frame, config.out_of_image, syntax)
     elif config.task == "counting":
-        scored = score_counting(text, row, config.count_mode)
+        scored = score_counting(text, row, config.count_mode, syntax)
     elif config.task == "ocr":
         scored = score_ocr(text, row)
     else:
-        scored = score_detection(text, row, geometry, config.frame, categories, out_of_image=config.out_of_image)
+        scored = score_detection(
+            text, row, geometry, config.frame, categories, out_of_image=config.out_of_image, syntax=syntax
+        )
     record = {"id": row.get("id"), "completion": text, **scored}
     if config.task == "detection":
         record["image_id"] = int(row["image_id"]) if row.get("image_id") is not None else None

@@ -69,19 +69,24 @@ def _sanitize(
 
 
 def score_grounding(
-    text: str, row: Mapping[str, Any], geometry: ImageGeometry, frame: str, out_of_image: str = "keep"
+    text: str,
+    row: Mapping[str, Any],
+    geometry: ImageGeometry,
+    frame: str,
+    out_of_image: str = "keep",
+    syntax: str | None = None,
 ) -> dict[str, Any]:
     """The first parsed box (as Perception-R1's evaluation) against the row's single GT box; IoU in original pixels.
 
     A parse failure, or an invalid first box (non-finite or inverted: ``failure="invalid_box"``), has IoU 0 and
     ``prediction`` ``None``. ``out_of_image`` is the rewards' option of the same name (default ``"keep"``: the paper's
-    evaluation does not clip).
+    evaluation does not clip). ``syntax`` (the model family's box syntax) is tried first when parsing.
     """
     _check_frame(frame)
     validate_row("Scorer 'grounding'", row, ("width", "height", "boxes"), required=("boxes",))
     if len(row["boxes"]) == 0:
         raise GroundTruthError(f"Scorer 'grounding', row {row.get('id')!r}, column 'boxes': no ground-truth box")
-    result = parse_boxes(text)
+    result = parse_boxes(text, prefer=syntax)
     gt = [float(v) for v in row["boxes"][0]]
     if not result.ok or len(result.value.coords) == 0:  # `[]` or only malformed items: no box to score
         failure = result.error or "no_boxes"
@@ -102,7 +107,7 @@ def _jsonable(values: np.ndarray) -> list[float | None]:
     return [float(v) if np.isfinite(v) else None for v in np.asarray(values, dtype=np.float64).tolist()]
 
 
-def parse_count_prediction(text: str, mode: str = "auto") -> tuple[int | None, str | None]:
+def parse_count_prediction(text: str, mode: str = "auto", syntax: str | None = None) -> tuple[int | None, str | None]:
     """Predicted count as ``(count, failure)``, by the rule of the ``count_exact`` reward.
 
     Modes (the reward's ``source``): ``"boxes"`` counts well-formed boxes (Perception-R1's counting protocol: one box
@@ -121,13 +126,13 @@ def parse_count_prediction(text: str, mode: str = "auto") -> tuple[int | None, s
         raise ValueError(f"Unknown count mode {mode!r}; expected one of {COUNT_MODES}.")
     from trl_perception.rewards import predicted_count  # the one counting rule, shared with `count_exact`
 
-    return predicted_count(text, source=mode)
+    return predicted_count(text, source=mode, prefer=syntax)
 
 
-def score_counting(text: str, row: Mapping[str, Any], mode: str = "auto") -> dict[str, Any]:
+def score_counting(text: str, row: Mapping[str, Any], mode: str = "auto", syntax: str | None = None) -> dict[str, Any]:
     """Exact match of the predicted count (see `parse_count_prediction`) with ``row["count"]``."""
     validate_row("Scorer 'counting'", row, ("count",), required=("count",))
-    count, failure = parse_count_prediction(text, mode)
+    count, failure = parse_count_prediction(text, mode, syntax)
     gt = int(row["count"])
     return {
         "failure": failure,
@@ -171,6 +176,7 @@ def score_detection(
     categories: Any,
     iou_threshold: float = 0.5,
     out_of_image: str = "keep",
+    syntax: str | None = None,
 ) -> dict[str, Any]:
     """Parsed detections in original pixels with COCO category ids (confidence 1.0 each, in output order).
 
@@ -190,7 +196,7 @@ def score_detection(
         )
     gt_boxes = np.asarray(row["boxes"], dtype=np.float64).reshape(-1, 4)
     gt_ids = [int(c) for c in row["category_ids"]]
-    result = parse_boxes(text)
+    result = parse_boxes(text, prefer=syntax)
     base = {"gt": {"boxes": gt_boxes.tolist(), "category_ids": gt_ids}}
     if not result.ok:
         return {

@@ -183,6 +183,13 @@ class PerceptionReward:
         """Canonical name of the frame of the model's answers (for `"auto"` without a model: the fallback's)."""
         return self.geometry({"model_family": FALLBACK_FAMILY} if self.family == AUTO else None).frame.name
 
+    def box_syntax(self, kwargs: dict[str, Any]) -> str | None:
+        """The family's box syntax, tried first by `"auto"` parsing; `None` for `"auto"` without a model (no warning:
+        parsing does not depend on the frame)."""
+        if self.family == AUTO and not (kwargs or {}).get("model_family"):
+            return None
+        return self.geometry(kwargs).box_syntax
+
     @property
     def min_pixels(self) -> int:
         """Lower pixel budget of `smart_resize` (for `"auto"` without a model: the fallback family's)."""

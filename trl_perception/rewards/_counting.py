@@ -27,7 +27,7 @@ from ._registry import register_reward
 from .matching import hungarian_match
 
 
-def _predicted_points(text: Any, source: str, max_items: int):
+def _predicted_points(text: Any, source: str, max_items: int, prefer: str | None = None):
     """
     Predicted points of a completion: box centres (`"boxes"`), points (`"points"`), or `"auto"` (boxes, else points).
     Returns `(points (K, 2), extra, error)`: `extra` counts well-formed items beyond `max_items` (they are predictions
@@ -36,7 +36,7 @@ def _predicted_points(text: Any, source: str, max_items: int):
     """
     error = None
     if source in ("auto", "boxes"):
-        result = parse_boxes(text, max_boxes=max_items)
+        result = parse_boxes(text, max_boxes=max_items, prefer=prefer)
         if result.error is None:
             v = result.value
             boxes = np.asarray(v.coords, dtype=np.float64).reshape(-1, 4)
@@ -105,6 +105,7 @@ class CountMatchReward(PerceptionReward):
         points_column = self._column(kwargs, "points", self.__name__)
         counts = kwargs.get("count")
         scale, extent = self.scales_and_extents(kwargs, rows)
+        syntax = self.box_syntax(kwargs)
         diagonal = np.hypot(extent[:, 0], extent[:, 1])
         if not np.isfinite(diagonal).all():
             # The location term is normalised by the frame's diagonal; without it every placement would score 1.
@@ -118,7 +119,7 @@ class CountMatchReward(PerceptionReward):
             if len(gt) == 0 and counts is not None and counts[i]:
                 continue  # a positive count without points: nothing to match against
             gt = gt * scale[k]
-            pred, extra, error = _predicted_points(texts[k], self.prediction, self.max_predictions)
+            pred, extra, error = _predicted_points(texts[k], self.prediction, self.max_predictions, syntax)
             failed = error is not None and error not in ("no_boxes", "no_points")
             failures.append(error is not None)
             # Same rules as `sanitize_points(pred, extent)` (drop non-finite, clip to the frame), inlined: hot path.
@@ -155,7 +156,7 @@ class CountMatchReward(PerceptionReward):
 COUNT_SOURCES = ("auto", "boxes", "points", "answer")
 
 
-def predicted_count(text: Any, source: str = "auto") -> tuple[int | None, str | None]:
+def predicted_count(text: Any, source: str = "auto", prefer: str | None = None) -> tuple[int | None, str | None]:
     """
     The count a completion predicts, as `(count, failure reason)`; the one counting rule shared by the `count_exact`
     reward and the evaluation.
@@ -179,7 +180,7 @@ def predicted_count(text: Any, source: str = "auto") -> tuple[int | None, str | 
     if source not in COUNT_SOURCES:
         raise ValueError(f"source must be one of {COUNT_SOURCES}, got {source!r}.")
     if source in ("auto", "boxes"):
-        result = parse_boxes(text)
+        result = parse_boxes(text, prefer=prefer)
         if result.error is None:
             v = result.value
             _, valid = sanitize_boxes(v.boxes, inverted="swap")
@@ -218,14 +219,15 @@ class CountExactReward(PerceptionReward):
         super().__init__(**kwargs)
         self.source = source
 
-    def _predicted_count(self, text: Any) -> tuple[int | None, str | None]:
-        return predicted_count(text, self.source)
+    def _predicted_count(self, text: Any, prefer: str | None = None) -> tuple[int | None, str | None]:
+        return predicted_count(text, self.source, prefer)
 
     def _score(self, texts, rows, kwargs, completion_ids):
         counts = kwargs.get("count")
         points = kwargs.get("points")
         if counts is None and points is None:
             self._column(kwargs, "count", self.__name__)
+        syntax = self.box_syntax(kwargs)
         rewards: list[float | None] = [None] * len(rows)
         correct, abs_errors, failures = [], [], []
         for k, i in enumerate(rows):
@@ -234,7 +236,7 @@ class CountExactReward(PerceptionReward):
                 target = len(points[i])
             if target is None:
                 continue
-            predicted, error = self._predicted_count(texts[k])
+            predicted, error = self._predicted_count(texts[k], syntax)
             failures.append(error is not None)
             ok = predicted is not None and predicted == int(target)
             correct.append(ok)

@@ -49,7 +49,7 @@ class GroundingReward(PerceptionReward):
         threshold (`float`, *optional*, defaults to `0.5`):
             For `"iou_threshold"`.
         box_format (`str`, *optional*, defaults to `"auto"`):
-            Output format for [`~trl_perception.parsing.parse_boxes`]: `"auto"`, `"json"`, `"list"`, `"qwen2_vl"`.
+            Output format for [`~trl_perception.parsing.parse_boxes`]: `"auto"` (the family's syntax first), or a registered box syntax (`"json"`, `"pairs"`, `"list"`, `"ref_box"`, ...).
         multiple_boxes (`str`, *optional*, defaults to `"first"`):
             `"first"` scores the first box (as Perception-R1); `"reject"` scores 0 when more than one box is given.
         plus_one (`bool`, *optional*, defaults to `False`):
@@ -103,7 +103,7 @@ class GroundingReward(PerceptionReward):
         n = len(rows)
         no_box = [0.0, 0.0, 0.0, 0.0]
         gt_list, pred_list, has_gt, parsed, multiple = [], [], [], [], []
-        syntax = self.geometry(kwargs).box_syntax
+        syntax = self.box_syntax(kwargs)
         for k, i in enumerate(rows):
             gt_boxes = gt_column[i]
             if gt_boxes is None or len(gt_boxes) == 0:
