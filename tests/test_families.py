@@ -217,7 +217,7 @@ def _grid_10000(w, h, rw, rh):
 
 
 @pytest.fixture
-def toy_family():
+def toy_family(isolated_registries):  # the frame, syntax and prompt style go too (tests/conftest.py)
     register_frame("grid_10000", _grid_10000, description="basis points of the image", overwrite=True)
     register_box_syntax("loc", _parse_loc, detect=lambda s: "<loc>" in s, overwrite=True)
     register_prompt_style(
@@ -361,3 +361,36 @@ def test_trainer_steps_with_images_on_the_hf_path(tiny_checkpoints, family, tmp_
     # The family's vision tokens are banned from sampling.
     banned = set(trainer.generation_config.suppress_tokens)
     assert set(vision_token_ids(trainer.processing_class.tokenizer, family).values()) <= banned
+
+
+@pytest.mark.parametrize(
+    "chat_template_kwargs, opening",
+    [(None, "<think>\n"), ({"enable_thinking": False}, "<think>\n\n</think>\n\n")],
+    ids=["template-default", "no-thinking"],
+)
+def test_qwen3_5_thinking_is_set_by_chat_template_kwargs(tiny_checkpoints, tmp_path, chat_template_kwargs, opening):
+    """Qwen3.5's chat template thinks by default; `chat_template_kwargs` (a TRL GRPOConfig field, docs/families.md)
+    reaches the trainer's rollout prompts, whichever generation backend then receives them."""
+    from trl.data_utils import prepare_multimodal_messages
+
+    from trl_perception import PerceptionGRPOConfig, PerceptionGRPOTrainer
+
+    image = Image.new("RGB", (64, 48))
+    prompt = build_prompt("grounding", family="qwen3_5", question="cat")
+    dataset = Dataset.from_dict({"prompt": [prompt] * 2, "image": [image] * 2})
+    args = PerceptionGRPOConfig(
+        output_dir=str(tmp_path), per_device_train_batch_size=2, num_generations=2, max_completion_length=4,
+        max_steps=1, bf16=False, gradient_checkpointing=False, report_to="none", use_cpu=True,
+        chat_template_kwargs=chat_template_kwargs,
+    )  # fmt: skip
+    trainer = PerceptionGRPOTrainer(tiny_checkpoints["qwen3_5"], get_reward("iou"), args=args, train_dataset=dataset)
+    (ids,), _, _ = trainer._tokenize_prompts([prepare_multimodal_messages(prompt, images=[image])])
+    assert trainer.processing_class.tokenizer.decode(ids).endswith("<|im_start|>assistant\n" + opening)
+
+    # The warm start and held-out scoring of `trl-perception train` encode the same prompt as the rollouts.
+    from trl_perception.warmstart import _encode
+
+    inputs = _encode(trainer.processing_class, [{"prompt": prompt, "image": image}], None, chat_template_kwargs)
+    assert trainer.processing_class.tokenizer.decode(
+        inputs["input_ids"][0]
+    ) == trainer.processing_class.tokenizer.decode(ids)

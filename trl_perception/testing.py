@@ -295,14 +295,16 @@ def tiny_qwen3_vl(
     num_hidden_layers: int = 2,
     num_attention_heads: int = 2,
     vision_depth: int = 2,
-    vision_hidden_size: int = 64,
+    vision_hidden_size: int = 128,
     initializer_range: float = 0.02,
     min_pixels: int = 32 * 32 * 4,
     max_pixels: int = 32 * 32 * 16,
 ):
     """
     `(config, processor)` of a tiny Qwen3-VL: patch 16 x merge 2, DeepStack vision features, interleaved M-RoPE, TRL's
-    Qwen3-VL chat template.
+    Qwen3-VL chat template. The vision width is the text width (128): at 64, supervised counting on the quickstart's
+    shapes stayed at the image-blind loss about twice as long (0.71 vs 0.35 mean loss over steps 80-100, seed 0),
+    and GRPO after the quickstart's 60-step warm start found no image signal in 150 steps.
     """
     from transformers import Qwen3VLConfig
     from trl.chat_template_utils import qwen3_vl_chat_template

@@ -33,11 +33,19 @@ import torch
 from trl.data_utils import prepare_multimodal_messages
 
 
-def _encode(processor, rows: Sequence[dict[str, Any]], targets: Sequence[str] | None = None):
-    # TRL's own message preparation, so these prompts are exactly the ones GRPO trains on.
+def _encode(
+    processor,
+    rows: Sequence[dict[str, Any]],
+    targets: Sequence[str] | None = None,
+    chat_template_kwargs: dict[str, Any] | None = None,
+):
+    # TRL's own message preparation and the run's `chat_template_kwargs` (e.g. Qwen3.5's `enable_thinking`), so
+    # these prompts are exactly the ones GRPO trains on.
     images = [row["image"].convert("RGB") for row in rows]
     messages = [prepare_multimodal_messages(row["prompt"], [image]) for row, image in zip(rows, images, strict=True)]
-    texts = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    texts = processor.apply_chat_template(
+        messages, add_generation_prompt=True, tokenize=False, **(chat_template_kwargs or {})
+    )
     if targets is not None:
         eos = processor.tokenizer.eos_token
         texts = [text + target + eos for text, target in zip(texts, targets, strict=True)]
@@ -68,6 +76,7 @@ def heldout_greedy_scores(
     reward_funcs: Sequence[Callable],
     max_new_tokens: int = 16,
     batch_size: int = 32,
+    chat_template_kwargs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Greedy completions for `rows`, scored by each reward function.
 
@@ -81,7 +90,7 @@ def heldout_greedy_scores(
     tokenizer = processor.tokenizer
     for start in range(0, len(rows), batch_size):
         batch = rows[start : start + batch_size]
-        inputs = _encode(processor, batch).to(model.device)
+        inputs = _encode(processor, batch, chat_template_kwargs=chat_template_kwargs).to(model.device)
         output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
         completions += tokenizer.batch_decode(output[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
     if was_training:
@@ -120,6 +129,7 @@ def supervised_warm_start(
     shuffle_targets: bool = False,
     seed: int = 0,
     log_every: int = 0,
+    chat_template_kwargs: dict[str, Any] | None = None,
 ) -> list[float]:
     """A few steps of completion-only supervised training (AdamW). Returns the loss per step.
 
@@ -129,6 +139,8 @@ def supervised_warm_start(
         shuffle_targets (`bool`, *optional*, defaults to `False`):
             Pair each row with the target of a random other row: teaches the output format and the label marginal
             but nothing about the image.
+        chat_template_kwargs (`dict`, *optional*):
+            Passed to `apply_chat_template`, as `GRPOConfig.chat_template_kwargs` is for the rollouts.
     """
     rng = random.Random(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate)
@@ -137,7 +149,8 @@ def supervised_warm_start(
     for step in range(steps):
         batch = rng.sample(list(rows), min(batch_size, len(rows)))
         sources = [rng.choice(rows) for _ in batch] if shuffle_targets else batch
-        inputs = _encode(processor, batch, [target_fn(row) for row in sources]).to(model.device)
+        targets = [target_fn(row) for row in sources]
+        inputs = _encode(processor, batch, targets, chat_template_kwargs).to(model.device)
         # Loss on the completion only: with left padding, the completion tokens are the last ones.
         completion_lengths = [
             len(processor.tokenizer(target_fn(row) + processor.tokenizer.eos_token)["input_ids"]) for row in sources

@@ -53,7 +53,8 @@ class PerceptionBuilderConfig(datasets.BuilderConfig):
 
     Args:
         family (`str`, *optional*, defaults to `"qwen2_5_vl"`):
-            Model family the prompt is written for (``"qwen2_vl"`` or ``"qwen2_5_vl"``). GT stays in original pixels.
+            Registered model family the prompt is written for (`trl_perception.families.list_families`). GT stays in
+            original pixels whatever the family.
         thinking (`bool`, *optional*, defaults to `False`):
             Use the thinking prompt variant.
         prompt_preset (`str`, *optional*, defaults to `"default"`):

@@ -16,7 +16,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -122,6 +122,7 @@ class DetectionReward(PerceptionReward):
     default_name = "detection"
     default_task = "detection"
     gt_columns = ("width", "height", "model_image_sizes", "boxes", "category_ids", "labels")
+    presets: ClassVar[dict[str, dict[str, Any]]] = DETECTION_PRESETS  # the values of `preset`
 
     def __init__(
         self,

@@ -166,22 +166,30 @@ class GroundingReward(PerceptionReward):
 
 @register_reward("iou")
 def _iou(**options: Any) -> GroundingReward:
+    """IoU of the first predicted box with the ground-truth box."""
     return GroundingReward(kind="iou", **options)
 
 
 @register_reward("iou_squared")
 def _iou_squared(**options: Any) -> GroundingReward:
+    """IoU² of the first predicted box with the ground-truth box (Perception-R1's grounding reward)."""
     return GroundingReward(kind="iou_squared", **options)
 
 
 @register_reward("giou")
 def _giou(**options: Any) -> GroundingReward:
+    """(1 + GIoU) / 2 of the first predicted box with the ground-truth box."""
     return GroundingReward(kind="giou", **options)
 
 
 @register_reward("iou_threshold")
 def _iou_threshold(**options: Any) -> GroundingReward:
+    """1 if the first predicted box has IoU ≥ `threshold` with the ground-truth box, else 0."""
     return GroundingReward(kind="iou_threshold", **options)
+
+
+for _factory in (_iou, _iou_squared, _giou, _iou_threshold):
+    _factory.fixed_options = ("kind",)  # set by the name (see `reward_options`)
 
 
 GROUNDING_PRESETS: dict[str, dict[str, Any]] = {
@@ -198,3 +206,6 @@ def _grounding(preset: str = "released", **options: Any) -> GroundingReward:
         raise ValueError(f"Unknown grounding preset {preset!r}; expected one of {sorted(GROUNDING_PRESETS)}.")
     options.setdefault("name", "grounding")
     return GroundingReward(**{**GROUNDING_PRESETS[preset], **options})
+
+
+_grounding.presets = GROUNDING_PRESETS

@@ -15,7 +15,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import inspect
+import typing
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -73,3 +76,74 @@ def get_reward(name: str, /, **options: Any) -> Any:
 def list_rewards() -> list[str]:
     """Names of all registered rewards, sorted."""
     return sorted(_REWARDS)
+
+
+@dataclass(frozen=True)
+class RewardOptions:
+    """
+    The options a reward factory takes (see [`reward_options`]).
+
+    Args:
+        options (`dict[str, Any]`):
+            Option name -> default (`inspect.Parameter.empty` when it has none), in signature order.
+        complete (`bool`):
+            Whether these are all its options; `False` when the factory forwards `**kwargs` the listing cannot follow.
+        presets (`dict[str, dict[str, Any]]`, *optional*):
+            The values of its `preset` option, when it has one (the factory's or its class's `presets` attribute).
+
+    A factory that fixes some of its class's arguments lists them in a `fixed_options` attribute (e.g. `kind` for
+    `iou_squared`); they are left out.
+    """
+
+    options: dict[str, Any]
+    complete: bool
+    presets: dict[str, dict[str, Any]] | None = None
+
+
+def reward_options(reward: str | Callable[..., Any]) -> RewardOptions:
+    """
+    The options of a reward factory (a registered name, a factory or a class), read from the signatures: a factory
+    that forwards `**options` to the class of its return annotation (`def _iou(**options) -> GroundingReward`) gets that
+    class's options, and a class's `**kwargs` are followed up its bases (`GroundingReward` -> `PerceptionReward`).
+
+    Example:
+
+    ```python
+    >>> from trl_perception.rewards._registry import reward_options
+    >>> listing = reward_options("count_exact")
+    >>> list(listing.options)[:2], listing.complete
+    (['source', 'name'], True)
+
+    ```
+    """
+    factory = _REWARDS[reward] if isinstance(reward, str) else reward
+    options: dict[str, Any] = {}
+    presets = None
+    fixed = set(getattr(factory, "fixed_options", ()))
+    for owner, function in _signature_chain(factory):
+        if presets is None:
+            presets = getattr(owner, "presets", None)
+        parameters = list(inspect.signature(function).parameters.values())
+        if isinstance(owner, type):
+            parameters = parameters[1:]  # self
+        for p in parameters:
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in fixed:
+                options.setdefault(p.name, p.default)
+        if not any(p.kind is p.VAR_KEYWORD for p in parameters):
+            return RewardOptions(options, complete=True, presets=presets)
+    return RewardOptions(options, complete=False, presets=presets)
+
+
+def _signature_chain(factory: Callable[..., Any]) -> Iterator[tuple[Any, Callable[..., Any]]]:
+    """(owner, function) pairs whose parameters make up `factory`'s options, following `**kwargs` where it can."""
+    if not isinstance(factory, type):
+        yield factory, factory
+        try:
+            factory = typing.get_type_hints(factory).get("return")
+        except Exception:  # annotations that do not resolve: the listing stops here
+            return
+        if not isinstance(factory, type):
+            return
+    for klass in factory.__mro__:
+        if klass is not object and "__init__" in vars(klass):
+            yield klass, vars(klass)["__init__"]

@@ -28,7 +28,6 @@ DEFAULT_TASK_REWARDS: dict[str, str] = {
     "ocr": "ocr_edit_distance",
     "detection": "detection",
 }
-_SHARED_OPTIONS = ("family", "frame", "min_pixels", "max_pixels", "factor")
 
 
 class TaskRouterReward:
@@ -60,10 +59,25 @@ class TaskRouterReward:
     ```
     """
 
-    def __init__(self, rewards: Mapping[str, Any] | None = None, name: str = "perception", **shared: Any):
-        unknown = set(shared) - set(_SHARED_OPTIONS)
-        if unknown:
-            raise TypeError(f"Unknown router options {sorted(unknown)}; per-task options go in `rewards`.")
+    def __init__(
+        self,
+        rewards: Mapping[str, Any] | None = None,
+        name: str = "perception",
+        *,
+        family: str | None = None,
+        frame: str | None = None,
+        min_pixels: int | None = None,
+        max_pixels: int | None = None,
+        factor: int | None = None,
+    ):
+        given = {
+            "family": family,
+            "frame": frame,
+            "min_pixels": min_pixels,
+            "max_pixels": max_pixels,
+            "factor": factor,
+        }
+        shared = {key: value for key, value in given.items() if value is not None}
         self.__name__ = name
         self.rewards: dict[str, Callable[..., list[float | None]]] = {}
         for task, spec in (DEFAULT_TASK_REWARDS if rewards is None else rewards).items():
