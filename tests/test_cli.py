@@ -33,11 +33,12 @@ from trl_perception.rewards import get_reward, list_rewards
 from trl_perception.rewards._registry import reward_options
 from trl_perception.scripts import train as train_script
 from trl_perception.scripts.train import BUILDERS, make_parser, merge_dicts, validate_arguments
+from trl_perception.shipped_recipes import RECIPES_DIR
 
 
 ROOT = Path(__file__).resolve().parents[1]
-QUICKSTART = str(ROOT / "recipes" / "quickstart.yaml")
-DETECTION = str(ROOT / "recipes" / "detection_coco.yaml")
+QUICKSTART = str(RECIPES_DIR / "quickstart.yaml")
+DETECTION = str(RECIPES_DIR / "detection_coco.yaml")
 # The GPU recipes ask for bf16 and colocated vLLM, which this CPU-only machine cannot validate.
 CPU = ["--bf16", "false", "--use_vllm", "false"]
 
@@ -47,10 +48,10 @@ def no_launch(request, monkeypatch):
     """In-process tests check what happens before `accelerate launch`; launching would be a failure (and slow)."""
     if request.node.get_closest_marker("slow") is None:
 
-        def launch_command(args):
+        def launch(args, output_dir):
             raise AssertionError(f"accelerate launch was called with {args}")
 
-        monkeypatch.setattr("accelerate.commands.launch.launch_command", launch_command)
+        monkeypatch.setattr("trl_perception.cli._launch", launch)
 
 
 def parse(*args: str):
@@ -356,7 +357,7 @@ def test_train_help_documents_the_launcher_models_and_builders(capsys):
         main(["train", "--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    for text in ("--config RECIPE.yaml", "--num_processes N", "--accelerate_config", "zero3", "tiny:<family>"):
+    for text in ("--config RECIPE", "--num_processes N", "--accelerate_config", "zero3", "tiny:<family>"):
         assert text in out
     for name in [*BUILDERS, "qwen2_5_vl", "qwen3_vl", "--reward_modules", "trl-perception rewards", "null removes"]:
         assert name in out

@@ -42,8 +42,8 @@ def test_two_process_deepspeed_zero2_run_completes_two_steps(tmp_path):
     out = tmp_path / "run"
     command = [
         sys.executable, "-m", "trl_perception.cli", "train",
-        "--config", str(ROOT / "recipes" / "quickstart.yaml"),
-        "--accelerate_config", str(ROOT / "recipes" / "accelerate" / "zero2_cpu.yaml"),
+        "--config", "quickstart",  # the shipped recipe and accelerate config, by name
+        "--accelerate_config", "zero2_cpu",
         "--num_processes", "2",
         "--reward_funcs", "length_reward.length_reward",
         "--max_steps", "2",

@@ -11,7 +11,7 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""The quickstart's learning claim, by running the README's main command (the CLI on recipes/quickstart.yaml)."""
+"""The quickstart's learning claim, by running the README's main command (`trl-perception train --config quickstart`)."""
 
 import json
 import os
@@ -26,7 +26,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
-def test_quickstart_learns_to_count(tmp_path):
+@pytest.mark.parametrize("model", [None, "tiny:qwen3_vl"], ids=["recipe-qwen2_5_vl", "qwen3_vl"])
+def test_quickstart_learns_to_count(tmp_path, model):
+    """The README's command as written, and with `--model_name_or_path tiny:qwen3_vl` (0-1000 JSON family)."""
     out = tmp_path / "quickstart"
     command = [
         sys.executable,
@@ -34,9 +36,11 @@ def test_quickstart_learns_to_count(tmp_path):
         "trl_perception.cli",
         "train",
         "--config",
-        str(ROOT / "recipes" / "quickstart.yaml"),
+        "quickstart",
     ]
     command += ["--output_dir", str(out), "--disable_tqdm", "true"]
+    if model is not None:
+        command += ["--model_name_or_path", model]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, env=env, timeout=1200)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]

@@ -12,26 +12,36 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 """Every shipped recipe parses into the training script's dataclasses and agrees with the model-family layer, every
-paper task has a Qwen3-VL recipe with the paper's hyper-parameters, and the CLI dispatches."""
+paper task has a Qwen3-VL recipe with the paper's hyper-parameters, recipes and accelerate configs resolve by name as
+well as by path, `trl-perception recipes` lists and copies them, and the CLI dispatches."""
 
 import re
+from importlib import resources
 from pathlib import Path
 
 import pytest
+import yaml
 
-from trl_perception.cli import _subtract_subsequence, main
+from trl_perception import shipped_recipes
+from trl_perception.cli import _resolve_accelerate_config, _subtract_subsequence, main
 from trl_perception.families import AUTO, get_family, resolve_frame
 from trl_perception.scripts.train import (
     build_rewards,
     load_perception_dataset,
     make_parser,
+    resolve_config_argument,
     resolve_reward,
     two_proportion_test,
     validate_dataset,
 )
+from trl_perception.shipped_recipes import ACCELERATE_DIR, RECIPES_DIR
 
 
-RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes").glob("*.yaml"))
+# The recipes live in the package (trl_perception/recipes), so that a pip install has them; in a clone, the top-level
+# `recipes` is a symlink to that folder.
+RECIPES = sorted(RECIPES_DIR.glob("*.yaml"))
+ACCELERATE_CONFIGS = sorted(ACCELERATE_DIR.glob("*.yaml"))
+ROOT = Path(__file__).resolve().parents[1]
 PAPER_TASKS = ["grounding_refcoco", "counting_pixmo", "ocr_pageocr", "detection_coco"]
 # Hub ids of each family's checkpoints start like this (the recipes name Hub ids, which cannot be resolved offline).
 HUB_PREFIXES = {
@@ -205,3 +215,169 @@ def test_cli_help_rewards_and_unknown_command(capsys):
 def test_subtract_subsequence_keeps_order():
     argv = ["--config", "x.yaml", "--num_processes", "2", "--max_steps", "2"]
     assert _subtract_subsequence(argv, ["--num_processes", "2"]) == ["--config", "x.yaml", "--max_steps", "2"]
+
+
+# -- shipped recipes, by name -----------------------------------------------------------------------------------------
+
+
+def test_the_package_ships_the_recipes_and_accelerate_configs():
+    assert RECIPES_DIR == Path(shipped_recipes.__file__).resolve().parent / "recipes"
+    assert {"quickstart", *PAPER_TASKS} <= {p.stem for p in RECIPES}
+    assert {"zero2", "zero2_cpu", "zero3"} <= {p.stem for p in ACCELERATE_CONFIGS}
+    assert shipped_recipes.list_recipes() == [p.stem for p in RECIPES]
+    assert shipped_recipes.list_accelerate_configs() == [p.stem for p in ACCELERATE_CONFIGS]
+    # A bare name means one file: task recipes and accelerate configs never share a name.
+    assert not set(shipped_recipes.list_recipes()) & set(shipped_recipes.list_accelerate_configs())
+
+
+def test_a_clone_keeps_the_top_level_recipes_path():
+    top = ROOT / "recipes"
+    if not top.exists():  # an unpacked sdist has only the package's copy
+        pytest.skip("not a clone: no top-level recipes/")
+    assert top.resolve() == RECIPES_DIR
+    assert (top / "quickstart.yaml").read_bytes() == (RECIPES_DIR / "quickstart.yaml").read_bytes()
+
+
+@pytest.mark.parametrize("config", ACCELERATE_CONFIGS, ids=lambda p: p.stem)
+def test_accelerate_configs_are_accelerate_configs(config):
+    settings = yaml.safe_load(config.read_text())
+    assert settings["distributed_type"] == "DEEPSPEED" and settings["deepspeed_config"]["zero_stage"] in (2, 3)
+    assert settings["use_cpu"] is config.stem.endswith("_cpu")
+    trl_config = resources.files("trl.accelerate_configs").joinpath(config.name)
+    if trl_config.is_file():  # shipped under the name of one of TRL's configs, so it must mean the same
+        assert settings == yaml.safe_load(trl_config.read_text())
+
+
+def test_config_resolves_names_and_paths(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert shipped_recipes.recipe_path("quickstart") == str(RECIPES_DIR / "quickstart.yaml")
+    # A file that exists wins over a shipped name.
+    (tmp_path / "quickstart").write_text("model_name_or_path: tiny:qwen2_5_vl\n")
+    assert shipped_recipes.recipe_path("quickstart") == "quickstart"
+    assert shipped_recipes.recipe_path(str(RECIPES[0])) == str(RECIPES[0])
+    # Both spellings of the flag, as the training script parses them.
+    script_args, _, model_args = make_parser().parse_args_and_config(
+        ["--config=grounding_refcoco", "--output_dir", str(tmp_path), "--bf16", "false"]
+    )
+    assert model_args.model_name_or_path == "Qwen/Qwen2-VL-2B-Instruct" and script_args.dataset_name == "refcoco"
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        (
+            "quickstar",
+            "--config 'quickstar' is neither a file nor a shipped recipe (did you mean `--config quickstart`?)",
+        ),
+        ("recipes/quickstart.yaml", "(the shipped one is `--config quickstart`)"),
+        ("nothing-like-it", "Shipped recipes: counting_pixmo, "),
+    ],
+    ids=["typo", "clone-path-outside-a-clone", "unknown"],
+)
+def test_an_unknown_config_is_one_actionable_error_line(capsys, tmp_path, monkeypatch, value, message):
+    monkeypatch.chdir(tmp_path)  # outside a clone: no recipes/ here
+    assert main(["train", "--config", value]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("trl-perception train: error: ") and len(err.strip().splitlines()) == 1
+    assert message in err and "`trl-perception recipes` lists them" in err
+
+
+def test_accelerate_config_resolves_shipped_trl_and_file_configs(tmp_path):
+    assert _resolve_accelerate_config(["--accelerate_config", "zero2_cpu", "--num_processes", "2"]) == [
+        "--config_file",
+        str(ACCELERATE_DIR / "zero2_cpu.yaml"),
+        "--num_processes",
+        "2",
+    ]
+    fsdp = str(resources.files("trl.accelerate_configs").joinpath("fsdp2.yaml"))
+    assert _resolve_accelerate_config(["--accelerate_config", "fsdp2"]) == ["--config_file", fsdp]
+    own = tmp_path / "mine.yaml"
+    own.write_text("distributed_type: NO\n")
+    # The recipe's value comes first, the command line's last: the command line wins.
+    args = ["--accelerate_config", "zero3", "--accelerate_config", str(own)]
+    assert _resolve_accelerate_config(args) == ["--config_file", str(own)]
+    assert _resolve_accelerate_config(["--num_processes", "2"]) == ["--num_processes", "2"]
+    with pytest.raises(FileNotFoundError, match=r"did you mean `--accelerate_config zero2_cpu`\?"):
+        _resolve_accelerate_config(["--accelerate_config", "zero2cpu"])
+
+
+@pytest.fixture
+def launched(monkeypatch) -> list:
+    """What `trl-perception train` would run, as parsed `accelerate launch` arguments (nothing is launched)."""
+    from accelerate.commands.launch import launch_command_parser
+
+    runs = []
+
+    def launch(launch_argv, output_dir):
+        runs.append(launch_command_parser().parse_args(launch_argv))
+        return 0
+
+    monkeypatch.setattr("trl_perception.cli._launch", launch)
+    return runs
+
+
+def test_train_launches_the_shipped_recipe_and_config_by_name(tmp_path, monkeypatch, launched):
+    monkeypatch.chdir(tmp_path)
+    argv = ["--config", "quickstart", "--accelerate_config", "zero2_cpu", "--num_processes", "2", "--max_steps", "1"]
+    assert main(["train", *argv]) == 0
+    (args,) = launched
+    assert args.config_file == str(ACCELERATE_DIR / "zero2_cpu.yaml") and args.num_processes == 2
+    # The training process is given the recipe's path, not its name.
+    assert args.training_script_args[:2] == ["--config", str(RECIPES_DIR / "quickstart.yaml")]
+    assert args.training_script_args[2:] == ["--max_steps", "1"]
+
+
+def test_a_recipe_key_names_the_accelerate_config(tmp_path, launched):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text((RECIPES_DIR / "quickstart.yaml").read_text() + "accelerate_config: zero2_cpu\n")
+    assert main(["train", "--config", str(recipe), "--output_dir", str(tmp_path / "out")]) == 0
+    assert launched[0].config_file == str(ACCELERATE_DIR / "zero2_cpu.yaml")
+
+
+def test_recipes_command_lists_recipes_and_configs(capsys):
+    assert main(["recipes"]) == 0
+    out = capsys.readouterr().out
+    for name in [*shipped_recipes.list_recipes(), *shipped_recipes.list_accelerate_configs(), "fsdp2", "zero1"]:
+        assert re.search(rf"\b{name}\b", out), name
+    assert "quickstart                   tiny:qwen2_5_vl on synthetic_shapes" in out
+    assert "trl-perception recipes copy quickstart" in out
+    assert main(["recipes", "list"]) == 0
+    assert capsys.readouterr().out == out
+
+
+def test_recipes_command_shows_prints_the_path_and_copies(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["recipes", "show", "quickstart"]) == 0
+    assert capsys.readouterr().out == (RECIPES_DIR / "quickstart.yaml").read_text()
+    assert main(["recipes", "path", "accelerate/zero3"]) == 0
+    assert capsys.readouterr().out == f"{ACCELERATE_DIR / 'zero3.yaml'}\n"
+
+    assert main(["recipes", "copy", "quickstart"]) == 0
+    assert "trl-perception train --config quickstart.yaml" in capsys.readouterr().out
+    # Next to the copy, the bare name still means the shipped recipe, and says so.
+    assert resolve_config_argument(["--config", "quickstart"]) == ["--config", str(RECIPES_DIR / "quickstart.yaml")]
+    assert (
+        "the file quickstart.yaml here is not used (pass --config quickstart.yaml for it)" in capsys.readouterr().err
+    )
+    assert resolve_config_argument(["--config", "quickstart.yaml"]) == ["--config", "quickstart.yaml"]
+    assert (tmp_path / "quickstart.yaml").read_bytes() == (RECIPES_DIR / "quickstart.yaml").read_bytes()
+    # A copy is not overwritten by accident; into a folder (created), under another name.
+    (tmp_path / "quickstart.yaml").write_text("edited\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["recipes", "copy", "quickstart"])
+    assert exit_info.value.code == 2 and "exists; pass --force" in capsys.readouterr().err
+    assert (tmp_path / "quickstart.yaml").read_text() == "edited\n"
+    assert main(["recipes", "copy", "quickstart", "--force"]) == 0
+    assert (tmp_path / "quickstart.yaml").read_bytes() == (RECIPES_DIR / "quickstart.yaml").read_bytes()
+    assert main(["recipes", "copy", "zero2_cpu", "configs/"]) == 0
+    assert "--accelerate_config configs/zero2_cpu.yaml" in capsys.readouterr().out
+    assert (tmp_path / "configs" / "zero2_cpu.yaml").is_file()
+    assert main(["recipes", "copy", "detection_coco", "mine.yaml"]) == 0
+    assert (tmp_path / "mine.yaml").read_bytes() == (RECIPES_DIR / "detection_coco.yaml").read_bytes()
+    # The copy is a recipe like any other: train takes it by path.
+    script_args, _, _ = parse(tmp_path / "mine.yaml", tmp_path)
+    assert script_args.dataset_name == "coco_detection"
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["recipes", "copy", "quickstrat"])
+    assert exit_info.value.code == 2 and "(did you mean 'quickstart'?)" in capsys.readouterr().err

@@ -14,22 +14,26 @@
 """The `trl-perception` console script.
 
 ```bash
-trl-perception train --config recipes/quickstart.yaml            # GRPO, launched through `accelerate launch`
-trl-perception train --config recipes/detection_coco.yaml --num_processes 8 --accelerate_config zero2
+trl-perception train --config quickstart                          # GRPO, launched through `accelerate launch`
+trl-perception train --config detection_coco --num_processes 8 --accelerate_config zero3
+trl-perception train --config my_recipe.yaml                      # a recipe file (e.g. a copied, edited one)
+trl-perception recipes                                            # the shipped recipes and accelerate configs
+trl-perception recipes copy quickstart [DEST]                     # copy one out for editing
 trl-perception eval --task grounding --model PATH --dataset refcoco --data-dir ... --image-dir ...
 trl-perception rewards                                            # the registered rewards, options, presets
 trl-perception --version
 trl-perception tiny-model PATH [--arch qwen3_vl]                  # write the offline tiny model
 ```
 
-`train` mirrors `trl grpo`: a YAML recipe (`--config`) sets the defaults of the script, `PerceptionGRPOConfig` and
-TRL's `ModelConfig`; command-line flags override it (a dict-valued flag given as a JSON object merges with the recipe's
-dict, a key set to `null` removes it); keys the script does not know (`num_processes`, `accelerate_config` — a path or
-one of TRL's packaged `zero1`/`zero2`/`zero3`/`fsdp1`/`fsdp2`/`multi_gpu`/`single_gpu` — and any other
-`accelerate launch` flag) go to `accelerate launch`. Flags are never prefix-matched, and an argument that neither the
-script nor `accelerate launch` knows is an error. Everything that can be checked without a model or data (rewards and
-their options, the dataset builder and its arguments, the model family) is checked before `accelerate launch` starts;
-each failure is one `error:` line and a non-zero exit status.
+`train` mirrors `trl grpo`: a YAML recipe (`--config`: a file, or the name of a recipe shipped in the package) sets
+the defaults of the script, `PerceptionGRPOConfig` and TRL's `ModelConfig`; command-line flags override it (a
+dict-valued flag given as a JSON object merges with the recipe's dict, a key set to `null` removes it); keys the script
+does not know (`num_processes`, `accelerate_config` — a file, a shipped config (`zero2`, `zero2_cpu`, `zero3`) or one
+of TRL's packaged `zero1`/`fsdp1`/`fsdp2`/`multi_gpu`/`single_gpu` — and any other `accelerate launch` flag) go to
+`accelerate launch`. Flags are never prefix-matched, and an argument that neither the script nor `accelerate launch`
+knows is an error. Everything that can be checked without a model or data (rewards and their options, the dataset
+builder and its arguments, the model family) is checked before `accelerate launch` starts; each failure is one
+`error:` line and a non-zero exit status.
 """
 
 from __future__ import annotations
@@ -42,19 +46,19 @@ import subprocess
 import sys
 import textwrap
 import typing
-from collections.abc import Callable
 from typing import Any
 
 
 def _train(argv: list[str]) -> int:
-    from accelerate.commands.launch import launch_command, launch_command_parser
-    from trl.cli.accelerate_config import resolve_accelerate_config_argument
+    from accelerate.commands.launch import launch_command_parser
 
     from .scripts import train as train_script
 
     parser = train_script.make_parser(prog="trl-perception train")
     launch_parser = launch_command_parser()
     try:
+        # `--config quickstart` names a shipped recipe; the training process gets its path.
+        argv = train_script.resolve_config_argument(argv)
         # Handles -h (exits). `cli_remaining` is an ordered subsequence of argv; `config_remaining` comes from the
         # YAML. Flags are never prefix-matched, so a typo is left over here and reported by `_check_launch_args`.
         script_args, training_args, model_args, config_remaining, cli_remaining = parser.parse_args_and_config(
@@ -63,9 +67,7 @@ def _train(argv: list[str]) -> int:
         launch_args = _recipe_launch_args(config_remaining, launch_parser)
         _check_launch_args(launch_args, launch_parser, parser, source="in the recipe")
         _check_launch_args(cli_remaining, launch_parser, parser, source="on the command line")
-        launch_args = resolve_accelerate_config_argument(
-            _split_equals(launch_args + cli_remaining, "--accelerate_config")
-        )
+        launch_args = _resolve_accelerate_config(_split_equals(launch_args + cli_remaining, "--accelerate_config"))
         if not any(arg.startswith("--num_cpu_threads_per_process") for arg in launch_args):
             # accelerate launch pins OMP_NUM_THREADS to 1 unless told otherwise; give each process its share of the
             # cores (CPU runs are otherwise several times slower).
@@ -77,30 +79,96 @@ def _train(argv: list[str]) -> int:
         print(f"trl-perception train: error: {e}", file=sys.stderr)
         return 2
     script_argv = _subtract_subsequence(argv, cli_remaining)
-    accelerate_args = launch_parser.parse_args([*launch_args, train_script.__file__, *script_argv])
-    return _launch(launch_command, accelerate_args)
+    launch_argv = [*launch_args, train_script.__file__, *script_argv]
+    launch_parser.parse_args(launch_argv)  # a bad `accelerate launch` value exits here, before anything starts
+    return _launch(launch_argv, output_dir=training_args.output_dir)
 
 
-def _launch(launch_command: Callable[[Any], None], accelerate_args: Any) -> int:
-    """Run `accelerate launch`; a failed training process has printed its error, so only its exit code is added."""
+# Signals `trl-perception train` passes on to the training processes. SIGINT too: they run in their own process group,
+# which the terminal's Ctrl-C no longer reaches directly.
+_FORWARDED_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT")
+# Seconds the training processes get to exit after a forwarded signal before the rest of their group is killed.
+STOP_GRACE_S = 20.0
+
+
+def _launch(launch_argv: list[str], output_dir: str) -> int:
+    """
+    Run `accelerate launch` (through `trl_perception.scripts.launch`) in a new process group and wait for it. A
+    SIGINT/SIGTERM/SIGHUP/SIGQUIT to this command goes to the whole group, so stopping the command stops every
+    training process instead of leaving them to train on; whatever is still running [`STOP_GRACE_S`] seconds later is
+    killed. A failed training process has printed its error, so only one line is added.
+    """
+    import signal
+
+    command = [sys.executable, "-m", "trl_perception.scripts.launch", *launch_argv]
+    child = subprocess.Popen(command, process_group=0)
+    received: list[int] = []
+
+    def forward(signum: int, frame: Any) -> None:
+        received.append(signum)
+        _signal_group(child.pid, signum)
+
+    previous = {}
+    for name in _FORWARDED_SIGNALS:
+        if hasattr(signal, name):
+            signum = getattr(signal, name)
+            previous[signum] = signal.signal(signum, forward)
     try:
-        from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-    except ImportError:  # a torch build without torch.distributed launches one process only
-        ChildFailedError = subprocess.CalledProcessError
-
-    try:
-        launch_command(accelerate_args)
-    except subprocess.CalledProcessError as e:  # one process (accelerate's simple launcher)
-        code = e.returncode if e.returncode and e.returncode > 0 else 1
-    except ChildFailedError:  # several processes (torch.distributed.run)
-        code = 1
-    else:
+        code = child.wait()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if received:
+        _stop_group(child.pid, STOP_GRACE_S)
+        name = signal.Signals(received[0]).name
+        print(
+            f"trl-perception train: stopped by {name}. Continue from the last complete checkpoint with "
+            f"--resume_from_checkpoint true (checkpoints of {output_dir} without trainer_state.json are skipped).",
+            file=sys.stderr,
+        )
+        return 128 + received[0]
+    if code == 0:
         return 0
+    code = code if code > 0 else 128 - code  # killed by a signal that did not come through this command
     print(
         f"trl-perception train: error: the training process failed (exit code {code}); see its error above.",
         file=sys.stderr,
     )
     return code
+
+
+def _signal_group(pgid: int, signum: int) -> None:
+    try:
+        os.killpg(pgid, signum)
+    except (ProcessLookupError, PermissionError):  # the group has exited
+        pass
+
+
+def _group_members(pgid: int) -> list[int]:
+    """Live (not zombie) processes of the process group `pgid`."""
+    import psutil
+
+    members = []
+    for process in psutil.process_iter(["status"]):
+        try:
+            if os.getpgid(process.pid) == pgid and process.info["status"] != psutil.STATUS_ZOMBIE:
+                members.append(process.pid)
+        except (ProcessLookupError, PermissionError, psutil.Error):
+            continue
+    return members
+
+
+def _stop_group(pgid: int, grace_s: float) -> None:
+    """Wait up to `grace_s` seconds for the process group `pgid` to exit, then kill what is left of it."""
+    import signal
+    import time
+
+    deadline = time.monotonic() + grace_s
+    while _group_members(pgid):
+        if time.monotonic() > deadline:
+            _signal_group(pgid, signal.SIGKILL)
+            return
+        time.sleep(0.2)
 
 
 def _recipe_launch_args(args: list[str], launch_parser: argparse.ArgumentParser) -> list[str]:
@@ -140,8 +208,26 @@ def _check_launch_args(
         i += 1 if has_value or action.nargs == 0 else 2
 
 
+def _resolve_accelerate_config(args: list[str]) -> list[str]:
+    """`--accelerate_config C` as accelerate's `--config_file PATH`: C is a file, a shipped config (`zero2_cpu`) or one
+    of TRL's packaged configs (`zero1`, `fsdp2`, ...). Given twice (recipe, then command line), the last one wins."""
+    from .shipped_recipes import accelerate_config_path
+
+    value, rest, i = None, [], 0
+    while i < len(args):
+        if args[i] == "--accelerate_config":
+            if i + 1 >= len(args):
+                raise ValueError("--accelerate_config expects a file or a config name (`zero2_cpu`, `zero3`, ...).")
+            value = args[i + 1]
+            i += 2
+            continue
+        rest.append(args[i])
+        i += 1
+    return rest if value is None else ["--config_file", accelerate_config_path(value), *rest]
+
+
 def _split_equals(args: list[str], flag: str) -> list[str]:
-    """`--flag=value` as `--flag value` (TRL's `resolve_accelerate_config_argument` looks for the bare flag)."""
+    """`--flag=value` as `--flag value`."""
     result = []
     for arg in args:
         result += arg.split("=", 1) if arg.startswith(flag + "=") else [arg]
@@ -250,6 +336,84 @@ def _format_option(name: str, default: Any) -> str:
     return name if default is inspect.Parameter.empty else f"{name}={default!r}"
 
 
+def _recipes(argv: list[str]) -> int:
+    from . import shipped_recipes
+
+    parser = argparse.ArgumentParser(
+        prog="trl-perception recipes",
+        description="The recipes shipped in the package: task recipes (`train --config NAME`) and accelerate/DeepSpeed "
+        "configs (`train --accelerate_config NAME`). Without a command, list them.",
+        allow_abbrev=False,
+    )
+    commands = parser.add_subparsers(dest="command", metavar="{list,show,path,copy}")
+    commands.add_parser("list", help="list the shipped recipes and configs (the default)", allow_abbrev=False)
+    show = commands.add_parser("show", help="print a recipe", allow_abbrev=False)
+    path = commands.add_parser("path", help="print a recipe's path in the package", allow_abbrev=False)
+    copy = commands.add_parser("copy", help="copy a recipe out for editing", allow_abbrev=False)
+    for sub in (show, path, copy):
+        sub.add_argument("name", help="a recipe or accelerate config name (`quickstart`, `zero2_cpu`)")
+    copy.add_argument("dest", nargs="?", default=None, help="a file or folder (default: ./NAME.yaml)")
+    copy.add_argument("--force", action="store_true", help="overwrite an existing file")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "show":
+            print(shipped_recipes.shipped_file(args.name).read_text(encoding="utf-8"), end="")
+        elif args.command == "path":
+            print(shipped_recipes.shipped_file(args.name))
+        elif args.command == "copy":
+            accelerate = shipped_recipes.shipped_file(args.name).parent == shipped_recipes.ACCELERATE_DIR
+            target = shipped_recipes.copy_recipe(args.name, args.dest, force=args.force)
+            use = f"--config RECIPE --accelerate_config {target}" if accelerate else f"--config {target}"
+            print(f"Copied {args.name} to {target}; edit it, then: trl-perception train {use}")
+        else:
+            _list_recipes()
+    except (FileNotFoundError, FileExistsError) as e:
+        parser.exit(2, f"{parser.prog}: error: {e}\n")
+    return 0
+
+
+def _list_recipes() -> None:
+    import yaml
+
+    from .shipped_recipes import (
+        ACCELERATE_DIR,
+        RECIPES_DIR,
+        describe,
+        list_accelerate_configs,
+        list_recipes,
+        trl_accelerate_configs,
+    )
+
+    print("Task recipes (`trl-perception train --config NAME`):")
+    for name in list_recipes():
+        recipe = yaml.safe_load((RECIPES_DIR / f"{name}.yaml").read_text(encoding="utf-8")) or {}
+        trains = f"{recipe.get('model_name_or_path', '?')} on {recipe.get('dataset_name', '?')}"
+        print(f"  {name:28s} {trains}")
+        print(
+            textwrap.fill(
+                describe(RECIPES_DIR / f"{name}.yaml"), 118, initial_indent=" " * 6, subsequent_indent=" " * 6
+            )
+        )
+    print("\nAccelerate/DeepSpeed configs (`--accelerate_config NAME`):")
+    for name in list_accelerate_configs():
+        print(
+            textwrap.fill(
+                describe(ACCELERATE_DIR / f"{name}.yaml"),
+                118,
+                initial_indent=f"  {name:28s} ",
+                subsequent_indent=" " * 31,
+            )
+        )
+    others = [name for name in trl_accelerate_configs() if name not in list_accelerate_configs()]
+    _print_wrapped("TRL's packaged configs, by name too: " + ", ".join(others))
+    print(
+        f"\nShipped in {RECIPES_DIR}.\n"
+        "A name that is not a file is one of these; a path (`--config my_recipe.yaml`) is a file.\n"
+        "Edit a copy: `trl-perception recipes copy quickstart [DEST]`, then `trl-perception train --config "
+        "quickstart.yaml`.\n`trl-perception recipes show NAME` prints one; `recipes path NAME` gives its path."
+    )
+
+
 def _tiny_model(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="trl-perception tiny-model", description="Write the offline tiny model.")
     parser.add_argument("path")
@@ -274,6 +438,7 @@ def _eval(argv: list[str]) -> int:
 COMMANDS = {
     "train": (_train, "GRPO training from a YAML recipe (through accelerate launch)"),
     "eval": (_eval, "evaluate a checkpoint on grounding / counting / OCR / detection"),
+    "recipes": (_recipes, "list the shipped recipes and accelerate configs; show or copy one out for editing"),
     "rewards": (_rewards, "list the registered rewards, their options and presets"),
     "tiny-model": (_tiny_model, "write the offline tiny Qwen-VL model used by tests and the quickstart"),
 }

@@ -25,6 +25,7 @@ from accelerate.utils import broadcast_object_list, gather_object
 from trl import GRPOTrainer
 from trl.trainer.utils import nanstd
 
+from .checkpoints import load_checkpoint_weights, resolve_resume_argument
 from .config import PerceptionGRPOConfig
 from .families import AUTO, ModelFamily, family_for_model_type, get_family, vision_token_ids
 from .vllm_utils import PerceptionVLLMGeneration
@@ -267,6 +268,47 @@ class PerceptionGRPOTrainer(GRPOTrainer):
             **self.chat_template_kwargs,
         )
         return list(tokenized["input_ids"][0]), [big, small]
+
+    # ---------------------------------------------------------------- checkpoints
+
+    def train(self, resume_from_checkpoint: str | bool | None = None, *args: Any, **kwargs: Any):
+        """
+        As [`~transformers.Trainer.train`]; `resume_from_checkpoint=True` (or `"true"`) resumes from the latest
+        *complete* checkpoint of `output_dir` (one whose `trainer_state.json` was written), skipping a checkpoint whose
+        write was interrupted, and a checkpoint directory is checked before anything is loaded.
+        """
+        resume_from_checkpoint = resolve_resume_argument(resume_from_checkpoint, self.args.output_dir)
+        if resume_from_checkpoint is not None:
+            logger.info(f"Resuming from {resume_from_checkpoint}")
+        return super().train(resume_from_checkpoint, *args, **kwargs)
+
+    def _plain_weights(self, model) -> bool:
+        """Whether the weights load with a state dict here: not PEFT, DeepSpeed, FSDP or SageMaker MP (their own
+        loaders keep their own key names)."""
+        from transformers.trainer import _is_peft_model, is_sagemaker_mp_enabled
+
+        return not (
+            _is_peft_model(model) or self.is_deepspeed_enabled or self.is_fsdp_enabled or is_sagemaker_mp_enabled()
+        )
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
+        # Transformers loads the checkpoint with a plain `load_state_dict`, so the keys `save_pretrained` reverted to
+        # the original layout (`visual.blocks...`) miss the model's (`model.visual.blocks...`) and the weights stay
+        # as they were (huggingface/transformers#43701). Remove once: Trainer applies the model's key mapping.
+        model = self.model if model is None else model
+        if not self._plain_weights(model):
+            return super()._load_from_checkpoint(resume_from_checkpoint, model=model)
+        logger.info(f"Loading model weights from {resume_from_checkpoint}.")
+        load_checkpoint_weights(model, resume_from_checkpoint)
+
+    def _load_best_model(self) -> None:
+        # Same key mapping as `_load_from_checkpoint`, for `load_best_model_at_end`.
+        model = self.model
+        checkpoint = self.state.best_model_checkpoint
+        if not self._plain_weights(model) or checkpoint is None:
+            return super()._load_best_model()
+        logger.info(f"Loading best model from {checkpoint} (score: {self.state.best_metric}).")
+        load_checkpoint_weights(model, checkpoint)
 
     # ---------------------------------------------------------------- generation
 

@@ -14,8 +14,9 @@
 """GRPO training script behind `trl-perception train` (launched through `accelerate launch`, like `trl grpo`).
 
 ```bash
-trl-perception train --config recipes/quickstart.yaml
-trl-perception train --config recipes/grounding_refcoco.yaml --num_processes 8 --accelerate_config zero2
+trl-perception train --config quickstart
+trl-perception train --config grounding_refcoco --num_processes 8 --accelerate_config zero3
+trl-perception train --config my_recipe.yaml   # a file: e.g. `trl-perception recipes copy quickstart my_recipe.yaml`
 ```
 
 Everything that can be checked without a model or data (reward names and options, the dataset builder and its
@@ -42,6 +43,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from trl import ScriptArguments, TrlParser
+
+from trl_perception.checkpoints import resolve_resume_argument
 
 
 if typing.TYPE_CHECKING:
@@ -202,6 +205,11 @@ class PerceptionTrlParser(TrlParser):
             if dict in (typing.get_origin(arg) or arg for arg in (typing.get_args(hint) or (hint,)))
         }
 
+    def parse_args_and_config(self, args: Iterable[str] | None = None, *positional: Any, **kwargs: Any):
+        """[`trl.TrlParser.parse_args_and_config`], with `--config` taking a shipped recipe's name as well as a path."""
+        args = resolve_config_argument(list(sys.argv[1:] if args is None else args))
+        return super().parse_args_and_config(args, *positional, **kwargs)
+
     def parse_args_into_dataclasses(self, args: Iterable[str] | None = None, *positional: Any, **kwargs: Any):
         args = self.merge_dict_options(list(sys.argv[1:] if args is None else args))
         return super().parse_args_into_dataclasses(args, *positional, **kwargs)
@@ -229,6 +237,33 @@ class PerceptionTrlParser(TrlParser):
             merged[action.dest] = merge_dicts(base, override)
             result += [flag, json.dumps(merged[action.dest])]
         return result
+
+
+def resolve_config_argument(args: list[str]) -> list[str]:
+    """`args` with the value of `--config` (or `--config=VALUE`) as a file path: a file that exists stays as given, a
+    shipped recipe's name (`quickstart`) becomes its path in the package ([`trl_perception.shipped_recipes`])."""
+    result = list(args)
+    for i, arg in enumerate(result):
+        if arg == "--config":
+            if i + 1 >= len(result) or result[i + 1].startswith("--"):
+                raise ValueError("--config expects a recipe: a YAML file or a shipped recipe's name (`quickstart`).")
+            return [*result[:i], "--config", _recipe_path(result[i + 1]), *result[i + 2 :]]
+        if arg.startswith("--config="):
+            return [*result[:i], "--config", _recipe_path(arg.split("=", 1)[1]), *result[i + 1 :]]
+    return result
+
+
+def _recipe_path(value: str) -> str:
+    from trl_perception.shipped_recipes import recipe_path
+
+    path = recipe_path(value)
+    if path != value and os.path.isfile(f"{value}.yaml"):  # e.g. next to a copy made by `trl-perception recipes copy`
+        print(
+            f"note: --config {value} is the shipped recipe; the file {value}.yaml here is not used "
+            f"(pass --config {value}.yaml for it).",
+            file=sys.stderr,
+        )
+    return path
 
 
 def _as_dict(value: Any) -> dict[str, Any] | None:
@@ -376,37 +411,13 @@ def warmstart_target(row: dict[str, Any]) -> str:
     )
 
 
-def _write_run_files(output_dir: str, log_history: list[dict], summary: dict[str, Any]) -> None:
-    import csv
-
-    os.makedirs(output_dir, exist_ok=True)
-    with open(os.path.join(output_dir, "metrics.json"), "w") as f:
-        json.dump({"summary": summary, "log_history": log_history}, f, indent=2, default=float)
-    keys = sorted({k for entry in log_history for k in entry})
-    with open(os.path.join(output_dir, "metrics.csv"), "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=keys)
-        writer.writeheader()
-        writer.writerows(log_history)
-    steps = [e["step"] for e in log_history if "reward" in e]
-    rewards = [e["reward"] for e in log_history if "reward" in e]
-    if steps:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(6, 3.5))
-        ax.plot(steps, rewards, marker="o", label="train reward (sampled)")
-        for key, style in (("before", "--"), ("after", "-.")):
-            if key in summary.get("heldout", {}):
-                ax.axhline(summary["heldout"][key]["reward"], linestyle=style, color="gray", label=f"held-out {key}")
-        ax.set_xlabel("step")
-        ax.set_ylabel("reward")
-        ax.set_title("trl-perception: reward")
-        ax.legend(loc="best", fontsize=8)
-        fig.tight_layout()
-        fig.savefig(os.path.join(output_dir, "reward_curve.png"), dpi=120)
-        plt.close(fig)
+def _previous_summary(output_dir: str) -> dict[str, Any]:
+    """The `summary` of the run directory's `metrics.json` (written by the earlier launch), or `{}`."""
+    try:
+        with open(os.path.join(output_dir, "metrics.json")) as f:
+            return json.load(f).get("summary") or {}
+    except (OSError, ValueError):
+        return {}
 
 
 def two_proportion_test(k_before: int, k_after: int, n: int) -> dict[str, float]:
@@ -580,6 +591,7 @@ def validate_arguments(
         raise ValueError(
             f"`reward_weights` has {len(weights)} values for {len(reward_funcs)} rewards ({script_args.reward_funcs})."
         )
+    resolve_resume_argument(training_args.resume_from_checkpoint, training_args.output_dir)
     return reward_funcs, warnings_
 
 
@@ -604,7 +616,16 @@ def _resolve_model_family(model_path: str, model_family: str):
         ) from None
 
 
-def main(script_args: PerceptionScriptArguments, training_args, model_args) -> dict[str, Any]:
+def main(
+    script_args: PerceptionScriptArguments, training_args, model_args, argv: list[str] | None = None
+) -> dict[str, Any]:
+    """
+    Train: load the model, processor and data, score held-out rows, warm start, run GRPO, score again, and write the
+    run directory (`run_manifest.json` first, then `metrics.json`/`metrics.csv` at every logging step and
+    `reward_curve.png` at every save). With `resume_from_checkpoint`, the GRPO run continues from the checkpoint and
+    the phases before it (warm start, held-out scoring before training) are not repeated: their results come from the
+    run directory's `metrics.json`. `argv` (default `sys.argv[1:]`) is recorded in the manifest.
+    """
     import torch
     from accelerate import PartialState
     from transformers import AutoModelForImageTextToText
@@ -612,6 +633,15 @@ def main(script_args: PerceptionScriptArguments, training_args, model_args) -> d
 
     from trl_perception import PerceptionGRPOTrainer
     from trl_perception.families import load_processor, resolve_family
+    from trl_perception.run_files import (
+        METRICS_JSON,
+        RunFilesCallback,
+        build_run_manifest,
+        dataset_record,
+        write_metrics,
+        write_run_files,
+        write_run_manifest,
+    )
     from trl_perception.warmstart import heldout_greedy_scores, reward_name, supervised_warm_start
 
     state = PartialState()
@@ -620,6 +650,7 @@ def main(script_args: PerceptionScriptArguments, training_args, model_args) -> d
     reward_funcs, warnings_ = validate_arguments(script_args, training_args, model_args)
     for warning in warnings_:
         state.print(f"[warning] {warning}")
+    resume = resolve_resume_argument(training_args.resume_from_checkpoint, training_args.output_dir)
 
     # Model: `tiny:<family>` (e.g. `tiny:qwen3_vl`) builds that family's offline tiny model (tests, quickstart).
     model_path = model_args.model_name_or_path
@@ -667,6 +698,42 @@ def main(script_args: PerceptionScriptArguments, training_args, model_args) -> d
     processor = load_processor(model_path, family, script_args.min_pixels, script_args.max_pixels)
 
     summary: dict[str, Any] = {"model": model_args.model_name_or_path, "dataset": script_args.dataset_name}
+    if resume is not None:
+        # The phases before GRPO ran in the first launch; their results are in its metrics.json.
+        summary |= {
+            k: v for k, v in _previous_summary(training_args.output_dir).items() if k in ("heldout", "warmstart")
+        }
+        summary["heldout"] = {k: v for k, v in summary.get("heldout", {}).items() if k in ("initial", "before")}
+        if not summary["heldout"]:
+            del summary["heldout"]
+        summary["resumed_from"] = resume
+        earlier = [k for k in ("warmstart", "heldout") if k in summary] or [f"none: no {METRICS_JSON} in output_dir"]
+        state.print(
+            f"[resume] from {resume}: the warm start and held-out scoring before training are not repeated "
+            f"(earlier results kept: {', '.join(earlier)})"
+        )
+    if state.is_main_process:
+        datasets_ = {
+            "train": dataset_record(
+                train_dataset, script_args.dataset_name, script_args.dataset_config, script_args.dataset_train_split
+            )
+        }
+        if test_dataset is not None:
+            datasets_["test"] = dataset_record(
+                test_dataset, script_args.dataset_name, script_args.dataset_config, script_args.dataset_test_split
+            )
+        manifest = build_run_manifest(
+            script_args=script_args,
+            training_args=training_args,
+            model_args=model_args,
+            argv=list(sys.argv[1:] if argv is None else argv),
+            datasets=datasets_,
+            model=model,
+            processor=processor,
+            family=family.name,
+            resumed_from=resume,
+        )
+        write_run_manifest(training_args.output_dir, manifest)
     heldout_rows = []
     if script_args.heldout_samples:
         # Held-out rewards get what the trainer passes its rewards: the family and the model-input image sizes.
@@ -689,9 +756,9 @@ def main(script_args: PerceptionScriptArguments, training_args, model_args) -> d
         state.print(f"[held-out {tag}] n={result['n']} greedy reward {result['reward']:.3f} ({rewards})")
         state.print(f"[held-out {tag}] sample completions: {result['completions'][:6]}")
 
-    if heldout_rows and state.is_main_process:
+    if heldout_rows and state.is_main_process and resume is None:
         score("initial")
-    if script_args.warmstart_steps:
+    if script_args.warmstart_steps and resume is None:
         mode = "shuffled targets (format only)" if script_args.warmstart_shuffle_targets else "true targets"
         state.print(f"[warm start] {script_args.warmstart_steps} supervised steps on {mode}")
         losses = supervised_warm_start(
@@ -712,8 +779,12 @@ def main(script_args: PerceptionScriptArguments, training_args, model_args) -> d
             "final_loss": losses[-1],
             "shuffle_targets": script_args.warmstart_shuffle_targets,
         }
-    if heldout_rows and state.is_main_process:
+    if heldout_rows and state.is_main_process and resume is None:
         score("before")
+
+    if state.is_main_process and resume is None:
+        # The phases so far are on disk before the first step: a run resumed from an early checkpoint finds them.
+        write_metrics(training_args.output_dir, [], summary)
 
     # GRPO
     trainer = PerceptionGRPOTrainer(
@@ -724,8 +795,10 @@ def main(script_args: PerceptionScriptArguments, training_args, model_args) -> d
         eval_dataset=test_dataset if _evaluates(training_args) else None,
         processing_class=processor,
         peft_config=get_peft_config(model_args),
+        # metrics.json / metrics.csv at every logging step, reward_curve.png at every save
+        callbacks=[RunFilesCallback(training_args.output_dir, summary)],
     )
-    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(training_args.output_dir)
     if training_args.push_to_hub:
         trainer.push_to_hub(dataset_name=script_args.dataset_name)
@@ -733,6 +806,9 @@ def main(script_args: PerceptionScriptArguments, training_args, model_args) -> d
     if heldout_rows and state.is_main_process:
         model = trainer.model
         score("after")
+        if "before" not in summary["heldout"]:
+            state.print("[held-out] no score before training to compare with (resumed without the first metrics.json)")
+    if heldout_rows and state.is_main_process and "before" in summary["heldout"]:
         before, after = summary["heldout"]["before"], summary["heldout"]["after"]
         summary["heldout"]["improvement"] = after["reward"] - before["reward"]
         # Significance of the change in the first reward's success rate (rewards in {0, 1} count as accuracy).
@@ -761,8 +837,10 @@ def main(script_args: PerceptionScriptArguments, training_args, model_args) -> d
                 state.print(f"[held-out] {label}: z = {result['z']:.2f}, one-sided p = {result['p_value']:.2g}")
     summary["wall_time_s"] = time.time() - started
     if state.is_main_process:
-        _write_run_files(training_args.output_dir, trainer.state.log_history, summary)
-        state.print(f"Run directory: {training_args.output_dir} (metrics.json, metrics.csv, reward_curve.png)")
+        write_run_files(training_args.output_dir, trainer.state.log_history, summary)
+        state.print(
+            f"Run directory: {training_args.output_dir} (metrics.json, metrics.csv, reward_curve.png, run_manifest.json)"
+        )
     _end(trainer)
     return summary
 
@@ -778,23 +856,23 @@ def _end(trainer) -> None:
 
 
 def _epilog() -> str:
-    from importlib import resources
-
     from trl_perception.families import get_family, list_families
+    from trl_perception.shipped_recipes import list_accelerate_configs, list_recipes, trl_accelerate_configs
 
-    configs = sorted(p.name[: -len(".yaml")] for p in resources.files("trl.accelerate_configs").iterdir())
-    configs = [name for name in configs if name]
+    trl_configs = [name for name in trl_accelerate_configs() if name not in list_accelerate_configs()]
     tiny = [name for name in list_families() if get_family(name).tiny]
     return "\n".join(
         [
             "recipe and launcher options (besides the flags above):",
-            "  --config RECIPE.yaml   a YAML recipe: the defaults of every flag above; flags given here override it.",
+            "  --config RECIPE        a YAML recipe file, or the name of a shipped one (`trl-perception recipes`",
+            "                         lists them): the defaults of every flag above; flags given here override it.",
+            *_indented("shipped: " + ", ".join(list_recipes()) + "."),
             "                         A dict-valued flag (--dataset_kwargs, --reward_kwargs, --model_init_kwargs, ...)",
             "                         given as a JSON object merges with the recipe's dict; a key set to null removes it.",
             "  --num_processes N      processes for `accelerate launch`; any other `accelerate launch` flag is passed on",
             "                         too, on the command line or as a recipe key (e.g. num_processes: 8).",
-            "  --accelerate_config C  an accelerate config file, or one of TRL's:",
-            "                         " + ", ".join(configs) + ".",
+            "  --accelerate_config C  an accelerate config file, or the name of a shipped one or of one of TRL's:",
+            *_indented(", ".join(list_accelerate_configs()) + "; TRL's: " + ", ".join(trl_configs) + "."),
             "",
             "models:   --model_name_or_path takes a Hub id, a checkpoint directory or tiny:<family>, the offline tiny",
             "          model of a family (" + ", ".join(tiny) + ").",
@@ -803,9 +881,15 @@ def _epilog() -> str:
             "rewards:  `trl-perception rewards` lists the reward names, their options and presets; --reward_modules",
             "          imports your own module so that the rewards it registers (@register_reward) can be named.",
             "",
-            "example:  trl-perception train --config recipes/quickstart.yaml --max_steps 20 --num_processes 2",
+            "example:  trl-perception train --config quickstart --max_steps 20 --num_processes 2",
         ]
     )
+
+
+def _indented(text: str) -> list[str]:
+    import textwrap
+
+    return textwrap.wrap(text, width=118, initial_indent=" " * 25, subsequent_indent=" " * 25)
 
 
 def make_parser(prog: str | None = None) -> PerceptionTrlParser:
@@ -816,7 +900,7 @@ def make_parser(prog: str | None = None) -> PerceptionTrlParser:
     parser = PerceptionTrlParser(
         (PerceptionScriptArguments, PerceptionGRPOConfig, ModelConfig),
         prog=prog,
-        usage="%(prog)s [--config RECIPE.yaml] [--num_processes N] [--accelerate_config C] [--FLAG VALUE ...]",
+        usage="%(prog)s [--config RECIPE] [--num_processes N] [--accelerate_config C] [--FLAG VALUE ...]",
         description="GRPO with perception rewards for vision-language models, launched through `accelerate launch`.\n"
         "Every flag below can also be a key of the YAML recipe. The end of this help describes --config,\n"
         "--num_processes, --accelerate_config, tiny:<family> models, the dataset builders and the rewards.",
@@ -831,11 +915,13 @@ def cli_main(argv: list[str] | None = None) -> None:
     """The training process: parse (a bad argument exits with one message, no traceback), validate, train."""
     parser = make_parser()
     try:
+        # `--config NAME` as the shipped recipe's path, which the run manifest records.
+        argv = resolve_config_argument(list(sys.argv[1:] if argv is None else argv))
         script_args, training_args, model_args = parser.parse_args_and_config(argv, fail_with_unknown_args=False)[:3]
         validate_arguments(script_args, training_args, model_args)
-    except ValueError as e:
+    except (ValueError, FileNotFoundError) as e:
         parser.exit(2, f"{parser.prog}: error: {e}\n")
-    main(script_args, training_args, model_args)
+    main(script_args, training_args, model_args, argv=argv)
 
 
 if __name__ == "__main__":
