@@ -21,6 +21,7 @@ shows as a peak RSS far below the bytes of the image files (rows store image pat
 Usage:
     python benchmarks/datasets.py                       # 5k, 10k, 20k images x 8 boxes (20k -> 160k boxes)
     python benchmarks/datasets.py --sizes 20000 --boxes-per-image 8 --workdir /tmp/bench
+    python benchmarks/datasets.py --header-only         # decode_images=False: image headers only
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _child(root: str, cache: str) -> None:
+def _child(root: str, cache: str, decode: str = "1") -> None:
     """Run one build and print a JSON line with its measurements."""
     import datasets
 
@@ -65,7 +66,7 @@ def _child(root: str, cache: str) -> None:
     datasets.disable_progress_bars()
     baseline_mib = _peak_rss_mib()
     start = time.perf_counter()
-    builder = CocoDetection(data_dir=root, splits=("train",), cache_dir=cache)
+    builder = CocoDetection(data_dir=root, splits=("train",), cache_dir=cache, decode_images=decode == "1")
     builder.download_and_prepare()
     build_s = time.perf_counter() - start
     peak_mib = _peak_rss_mib()
@@ -93,7 +94,10 @@ def main() -> None:
     parser.add_argument("--sizes", default="5000,10000,20000", help="comma-separated numbers of images")
     parser.add_argument("--boxes-per-image", type=int, default=8)
     parser.add_argument("--workdir", default=None, help="where to write fixtures (default: a temp dir, removed)")
-    parser.add_argument("--_child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--header-only", action="store_true", help="decode_images=False: read image headers only (no full decode)"
+    )
+    parser.add_argument("--_child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args._child:
         _child(*args._child)
@@ -119,7 +123,14 @@ def main() -> None:
             gen_s = time.perf_counter() - t0
             ann_mib = os.path.getsize(fx["annotation_file"]) / 2**20
             out = subprocess.run(
-                [sys.executable, os.path.abspath(__file__), "--_child", root, os.path.join(workdir, f"cache_{n}")],
+                [
+                    sys.executable,
+                    os.path.abspath(__file__),
+                    "--_child",
+                    root,
+                    os.path.join(workdir, f"cache_{n}"),
+                    "0" if args.header_only else "1",
+                ],
                 check=True,
                 capture_output=True,
                 text=True,

@@ -26,7 +26,7 @@ from trl_perception.data import (
     load_coco_detection,
 )
 from trl_perception.data._common import REPORT_FILENAME
-from trl_perception.data.fixtures import write_coco_fixture
+from trl_perception.data.fixtures import truncate_image, write_coco_fixture
 
 
 @pytest.fixture
@@ -195,3 +195,71 @@ def test_explicit_files_and_train_split(tmp_path):
         split="train", annotation_file=fx["annotation_file"], image_dir=fx["image_dir"], cache_dir=tmp_path / "c"
     )
     assert ds.split == "train" and len(ds) == len(fx["images"])
+
+
+def assert_images_decode(ds):
+    for row in ds:
+        row["image"].load()  # the whole file, not only its header
+        assert row["image"].size == (row["width"], row["height"])
+
+
+def test_damaged_files_rows_in_equal_rows_out_plus_skips(coco, tmp_path):
+    truncate_image(coco["image_dir"] / coco["images"][632]["file_name"])  # an interrupted download
+    (coco["image_dir"] / coco["images"][285]["file_name"]).unlink()
+
+    def damage(data):
+        data["images"].append({"id": 999, "width": 10, "height": 10})  # no file_name
+        anns = {a["id"]: a for a in data["annotations"]}
+        anns[1001]["category_id"] = 12  # image 139: a COCO gap id
+        anns[1002]["bbox"] = [50.5, 10.25, -3.0, 12.0]  # image 139: negative width
+        data["annotations"] += [
+            {"id": 5001, "image_id": 724, "category_id": 1, "bbox": [1, 2, 3]},  # three numbers
+            {"id": 5002, "image_id": 724, "category_id": 1},  # no bbox
+            {"id": 5003, "image_id": 424242, "category_id": 1, "bbox": [1, 1, 2, 2]},
+            {"id": 5004, "image_id": 724, "category_id": 3, "bbox": [2, 2, 10, 10], "area": 100.0, "iscrowd": 0},
+        ]
+
+    _edit(coco["annotation_file"], damage)
+    data = json.loads(coco["annotation_file"].read_text())
+    builder = CocoDetection(data_dir=str(coco["root"]), cache_dir=str(tmp_path / "c"))
+    builder.download_and_prepare()
+    ds = builder.as_dataset("validation")
+    skips, notes = builder.report.skips["validation"], builder.report.notes["validation"]
+    assert skips == {
+        "unreadable_image": 1,
+        "missing_image": 1,
+        "malformed_record": 2,  # one image record, one annotation record
+        "unknown_category": 1,
+        "invalid_box": 2,
+        "unknown_image": 1,
+    }
+    assert "000000000632.jpg" in builder.report.examples["validation"]["unreadable_image"][0]
+    assert "truncated" in builder.report.examples["validation"]["unreadable_image"][0]
+    # Images (the rows): in = out + image-level skips.
+    assert len(data["images"]) == len(ds) + skips["unreadable_image"] + skips["missing_image"] + 1
+    assert sorted(ds["image_id"]) == [139, 724]
+    # Objects of the kept images: in = boxes out + crowd notes + object-level skips.
+    kept_anns = [a for a in data["annotations"] if a["image_id"] in (139, 724)]
+    n_boxes = sum(len(b) for b in ds["boxes"])
+    assert len(kept_anns) == n_boxes + notes["crowd_box_excluded"] + 1 + 2 + 1  # malformed, invalid, unknown cat
+    assert_images_decode(ds)
+
+    # A header read alone (decode_images=False) lets the truncated file through as a row that cannot be decoded.
+    header_only = load_coco_detection(coco["root"], cache_dir=tmp_path / "h", decode_images=False)
+    assert 632 in header_only["image_id"]
+    with pytest.raises(OSError, match="truncated"):
+        header_only[header_only["image_id"].index(632)]["image"].load()
+
+
+def test_rebuild_after_an_image_is_replaced_in_place(coco, tmp_path):
+    """The COCO cache key covers the annotation files, not the image files: `rebuild=True` rebuilds."""
+    ds = load_coco_detection(coco["root"], cache_dir=tmp_path / "c")
+    assert 632 in ds["image_id"]
+    truncate_image(coco["image_dir"] / coco["images"][632]["file_name"])
+    assert 632 in load_coco_detection(coco["root"], cache_dir=tmp_path / "c")["image_id"]  # the cached build
+    rebuilt = load_coco_detection(coco["root"], cache_dir=tmp_path / "c", rebuild=True)
+    assert 632 not in rebuilt["image_id"] and len(rebuilt) == len(ds) - 1
+    assert_images_decode(rebuilt)
+    builder = CocoDetection(data_dir=str(coco["root"]), cache_dir=str(tmp_path / "c"))
+    builder.download_and_prepare()  # the rebuilt cache, with its report
+    assert builder.report.skips["validation"] == {"unreadable_image": 1}

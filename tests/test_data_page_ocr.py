@@ -16,7 +16,7 @@ import json
 import pytest
 
 from trl_perception.data import PERCEPTION_FEATURES, DataError, PageOcr, load_page_ocr
-from trl_perception.data.fixtures import draw_image, write_fox_fixture
+from trl_perception.data.fixtures import draw_image, truncate_image, write_fox_fixture
 from trl_perception.prompts import build_prompt
 
 
@@ -95,3 +95,33 @@ def test_wrong_schema_and_missing_file(tmp_path):
         load_page_ocr(fx["data_dir"], language="zh", cache_dir=tmp_path / "c")
     with pytest.raises(FileNotFoundError, match="en_page_ocr.json"):
         load_page_ocr(tmp_path / "nowhere", cache_dir=tmp_path / "c")
+
+
+def test_damaged_files_rows_in_equal_rows_out_plus_skips(tmp_path):
+    fx = write_fox_fixture(tmp_path / "fox")
+    en = fx["en"]
+    truncate_image(en["image_dir"] / en["pages"][0]["image"])  # an interrupted download
+    draw_image(en["image_dir"] / "extra.png", 50, 30)
+    records = json.loads(en["annotation_file"].read_text())
+    records += [
+        {"image": "missing.png", "conversations": [{"from": "gpt", "value": "x"}]},
+        {"image": "extra.png", "conversations": [{"from": "human", "value": "q"}]},  # no GT turn
+        {"image": 7, "conversations": [{"from": "gpt", "value": "x"}]},  # no image name
+        {"image": "extra.png", "conversations": [{"from": "gpt", "value": "\n "}]},
+        {"image": "extra.png", "conversations": [{"from": "gpt", "value": "extra page"}]},
+    ]
+    en["annotation_file"].write_text(json.dumps(records))
+    builder = PageOcr(config_name="en", data_dir=str(fx["data_dir"]), cache_dir=str(tmp_path / "c"))
+    builder.download_and_prepare()
+    skips = builder.report.skips["test"]
+    assert skips == {"unreadable_image": 1, "missing_image": 1, "malformed_record": 2, "empty_text": 1}
+    assert "truncated" in builder.report.examples["test"]["unreadable_image"][0]
+    ds = builder.as_dataset("test")
+    assert len(records) == len(ds) + sum(skips.values())  # rows in = rows out + counted skips
+    assert ds["text"] == [en["pages"][1]["text"], "extra page"]
+    for row in ds:
+        row["image"].load()
+        assert row["image"].size == (row["width"], row["height"])
+
+    header_only = load_page_ocr(fx["data_dir"], decode_images=False, cache_dir=tmp_path / "h")
+    assert len(header_only) == len(ds) + 1  # the truncated page passes a header read

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from trl_perception.data import PERCEPTION_FEATURES, DataError, PixmoCount, load_pixmo_count
-from trl_perception.data.fixtures import draw_image, write_pixmo_fixture
+from trl_perception.data.fixtures import draw_image, sha256_file, truncate_image, write_pixmo_fixture
 from trl_perception.data.pixmo_count import parse_points
 from trl_perception.prompts import build_prompt
 
@@ -152,3 +152,98 @@ def test_parse_points_empty(empty):
 def test_parse_points_rejects_ragged():
     with pytest.raises(ValueError, match="2 x and 1 y"):
         parse_points({"x": [1, 2], "y": [3]})
+
+
+def _write_table(path, rows):
+    schema = pq.read_schema(path)
+    pq.write_table(pa.Table.from_pylist([{k: r.get(k) for k in schema.names} for r in rows], schema=schema), path)
+
+
+@pytest.mark.parametrize("verify_sha256", [True, False])
+def test_damaged_files_rows_in_equal_rows_out_plus_skips(tmp_path, verify_sha256):
+    fx = write_pixmo_fixture(tmp_path / "pixmo")
+    train, val = fx["rows"]["train"], fx["rows"]["validation"]
+    assert [r["naming"] for r in train] == ["sha", "other", "url"] and [r["naming"] for r in val] == ["sha", "other"]
+    truncate_image(train[0]["image_path"])  # an interrupted download; the table keeps the published sha256
+    train[1]["image_path"].unlink()
+    truncate_image(train[2]["image_path"])
+    table = [dict(r) for r in train]
+    table[2]["image_sha256"] = sha256_file(train[2]["image_path"])  # a table hashed from the local (damaged) file
+    table += [
+        {**val[0], "count": None},
+        {**val[0], "label": None},
+        {**val[0], "count": -2},
+        {**val[0], "count": 1, "points": [{"x": 1e4, "y": 1.0}]},
+        {**val[1], "count": 2},  # found by content hash
+    ]
+    _write_table(fx["tables"]["train"], table)
+    builder = PixmoCount(
+        data_dir=str(fx["data_dir"]),
+        image_dir=str(fx["image_dir"]),
+        verify_sha256=verify_sha256,
+        splits=("train",),
+        cache_dir=str(tmp_path / "c"),
+    )
+    builder.download_and_prepare()
+    skips = builder.report.skips["train"]
+    first = {"sha256_mismatch": 1} if verify_sha256 else {"unreadable_image": 1}  # the file found by name
+    expected = {"missing_image": 1, "unreadable_image": 1, "malformed_record": 3, "point_outside_image": 1}
+    assert skips == {k: expected.get(k, 0) + first.get(k, 0) for k in expected | first}
+    assert "truncated" in builder.report.examples["train"]["unreadable_image"][0]
+    ds = builder.as_dataset("train")
+    assert len(table) == len(ds) + sum(skips.values())  # rows in = rows out + counted skips
+    assert ds["id"] == ["pixmo-count/train/row-7"]
+    for row in ds:
+        row["image"].load()
+        assert row["image"].size == (row["width"], row["height"]) == (val[1]["width"], val[1]["height"])
+
+
+def test_truncated_image_passes_a_header_only_build(tmp_path):
+    """What `decode_images` (the default) prevents: a row whose image fails at the training step that samples it."""
+    fx = write_pixmo_fixture(tmp_path / "pixmo")
+    victim = fx["rows"]["train"][0]
+    truncate_image(victim["image_path"])
+    ds = load_pixmo_count(
+        fx["data_dir"], fx["image_dir"], split="train", verify_sha256=False, decode_images=False, cache_dir=tmp_path
+    )
+    assert len(ds) == len(fx["rows"]["train"])
+    with pytest.raises(OSError, match="truncated"):
+        ds[0]["image"].load()
+
+
+def test_cache_follows_an_image_replaced_in_place(tmp_path):
+    """The cache key covers every file under image_dir (size, mtime), however deep: no stale row after a change."""
+    fx = write_pixmo_fixture(tmp_path / "pixmo")
+    victim = next(r for r in fx["rows"]["train"] if r["naming"] == "url")
+    nested = fx["image_dir"] / "batch_1" / victim["image_path"].name  # images are searched recursively
+    nested.parent.mkdir()
+    victim["image_path"].rename(nested)
+    index = fx["rows"]["train"].index(victim)
+
+    def load():
+        builder = PixmoCount(
+            data_dir=str(fx["data_dir"]),
+            image_dir=str(fx["image_dir"]),
+            verify_sha256=False,
+            splits=("train",),
+            cache_dir=str(tmp_path / "c"),
+        )
+        builder.download_and_prepare()
+        return builder, builder.as_dataset("train")
+
+    first, ds = load()
+    assert (ds[index]["width"], ds[index]["height"]) == (victim["width"], victim["height"])
+    again, _ = load()
+    assert again.cache_dir == first.cache_dir  # nothing changed: the cache is reused
+
+    draw_image(nested, 33, 22, seed=5)  # same name, new content and size
+    redrawn, ds = load()
+    assert redrawn.cache_dir != first.cache_dir
+    assert (ds[index]["width"], ds[index]["height"]) == (33, 22)
+    ds[index]["image"].load()
+
+    truncate_image(nested)
+    truncated, ds = load()
+    assert truncated.cache_dir not in (first.cache_dir, redrawn.cache_dir)
+    assert truncated.report.skips["train"] == {"unreadable_image": 1}
+    assert len(ds) == len(fx["rows"]["train"]) - 1

@@ -17,7 +17,7 @@ import pickle
 import pytest
 
 from trl_perception.data import PERCEPTION_FEATURES, DataError, RefCoco, load_refcoco
-from trl_perception.data.fixtures import write_refcoco_fixture
+from trl_perception.data.fixtures import truncate_image, write_refcoco_fixture
 from trl_perception.data.refcoco import load_refs
 from trl_perception.prompts import build_prompt
 
@@ -148,3 +148,52 @@ def test_wrong_schema_and_missing_files(tmp_path):
         pickle.dump({"not": "a list"}, f, protocol=2)
     with pytest.raises(DataError, match=r"refs\(unc\)\.p: expected a list"):
         load_refcoco(fx["data_dir"], fx["image_dir"], cache_dir=tmp_path / "c")
+
+
+def test_damaged_files_rows_in_equal_rows_out_plus_skips(tmp_path):
+    fx = write_refcoco_fixture(tmp_path / "refer")
+    refs = load_refs(fx["refs_file"])
+    by_split = {s: [r for r in refs if r["split"] == s] for s in fx["splits"]}
+    image_of = {s["split"]: s["file_name"] for s in fx["sentences"]}
+    truncate_image(fx["image_dir"] / image_of["train"])  # an interrupted download: both train refs
+    (fx["image_dir"] / image_of["val"]).unlink()  # both val refs
+    by_split["testA"][1]["category_id"] = 12  # a COCO gap id
+    by_split["testB"][0]["sentences"].append({"sent": "no id", "raw": "no id", "tokens": []})
+    del by_split["testB"][1]["sentences"]
+    refs.append("not a ref")  # belongs to no split: counted once
+    with open(fx["refs_file"], "wb") as f:
+        pickle.dump(refs, f, protocol=2)
+    inst = json.loads(fx["instances_file"].read_text())
+    bad_ann = by_split["testA"][0]["ann_id"]
+    next(a for a in inst["annotations"] if a["id"] == bad_ann)["bbox"] = [10.0, 5.0, 0.0, 10.0]  # zero width
+    fx["instances_file"].write_text(json.dumps(inst))
+
+    builder = RefCoco(data_dir=str(fx["data_dir"]), image_dir=str(fx["image_dir"]), cache_dir=str(tmp_path / "c"))
+    builder.download_and_prepare()
+    skips, rows_out = builder.report.skips, builder.report.num_examples
+    assert skips == {
+        "train": {"unreadable_image": 2, "malformed_record": 1},
+        "val": {"missing_image": 2},
+        "testA": {"invalid_box": 1, "unknown_category": 1},
+        "testB": {"malformed_record": 2},  # a sentence without sent_id, a ref without sentences
+    }
+    assert "truncated" in builder.report.examples["train"]["unreadable_image"][0]
+    # Refs are the unit of image, box and category skips, sentences of sentence skips: in = out + skips.
+    for split in ("train", "val", "testA"):
+        assert rows_out[split] == 0
+        assert len(by_split[split]) == sum(skips[split].values()) - (split == "train")  # the unsplit record
+    test_b = builder.as_dataset("testB")
+    assert rows_out["testB"] == len(test_b) == 2  # the first ref's two good sentences
+    assert len(by_split["testB"][0]["sentences"]) == len(test_b) + 1
+    for row in test_b:
+        row["image"].load()
+        assert row["image"].size == (row["width"], row["height"])
+
+    with pytest.raises(
+        DataError, match=r"(?s)No 'val' rows left after the skips.*val: 0 examples; skipped: .*missing_image=2"
+    ):
+        load_refcoco(fx["data_dir"], fx["image_dir"], split="val", cache_dir=tmp_path / "c")
+    header_only = load_refcoco(
+        fx["data_dir"], fx["image_dir"], split="train", decode_images=False, cache_dir=tmp_path / "h"
+    )
+    assert len(header_only) == 3  # the truncated image passes a header read

@@ -158,8 +158,8 @@ def test_detection_and_counting_in_the_family_frame(family):
     (value,) = get_reward("detection")(prompts=[None], completions=[text], **columns)
     assert value == pytest.approx(3.0, abs=0.05)  # F1 + mean IoU + format, each ~1
 
-    scored = score_detection(text, columns | {"boxes": boxes, "category_ids": [1, 18]}, geometry,
-                             get_family(family).box_frame, {1: "person", 18: "dog"})  # fmt: skip
+    row = {"boxes": boxes, "category_ids": [1, 18], "width": width, "height": height}  # one row, not the columns
+    scored = score_detection(text, row, geometry, get_family(family).box_frame, {1: "person", 18: "dog"})
     assert [p["category_id"] for p in scored["prediction"]] == [1, 18]
 
     centres = [[(b[0] + b[2]) / 2, (b[1] + b[3]) / 2] for b in boxes]

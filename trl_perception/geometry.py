@@ -272,6 +272,16 @@ class ImageGeometry:
     resized_width: int
     resized_height: int
 
+    def __post_init__(self):
+        for name in ("width", "height", "resized_width", "resized_height"):
+            value = getattr(self, name)
+            ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+            if not ok or not math.isfinite(value) or value != int(value) or not 1 <= value <= 1 << 24:
+                raise ValueError(
+                    f"ImageGeometry: {name}={value!r} is not an integer number of pixels in [1, {1 << 24}] "
+                    f"(got {self.width!r}x{self.height!r}, resized {self.resized_width!r}x{self.resized_height!r})"
+                )
+
     @classmethod
     def from_size(
         cls,

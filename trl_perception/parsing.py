@@ -148,10 +148,19 @@ class ParsedPoints:
 # Patterns (compiled once)
 # ----------------------------------------------------------------------------------------------------------------
 
-_NUM = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
-_LIST4_RE = re.compile(rf"[\[(]\s*({_NUM})\s*,\s*({_NUM})\s*,\s*({_NUM})\s*,\s*({_NUM})\s*[\])]")
-_LIST2_RE = re.compile(rf"[\[(]\s*({_NUM})\s*,\s*({_NUM})\s*[\])]")
-_QWEN2_VL_BOX_RE = re.compile(rf"\(\s*({_NUM})\s*,\s*({_NUM})\s*\)\s*,\s*\(\s*({_NUM})\s*,\s*({_NUM})\s*\)")
+# A number, possessive (Python >= 3.11): what follows a number in every pattern (space, comma, bracket) is never a
+# digit, dot, sign or exponent, so giving characters back can never make a match, and is not tried.
+_NUM = r"[-+]?+(?>\d++(?:\.\d*+)?+|\.\d++)(?:[eE][-+]?+\d++)?+"
+# After an opening bracket, a lookahead first checks what every match implies (a number starts, and the next bracket
+# character closes): an opening bracket that starts no list (`"(1,(1,(1,"`, 64 KB of it) then fails in a few steps
+# instead of a full try of the number groups. The possessive scan stops at the next bracket: linear overall.
+_OPENS_LIST = r"[\[(](?=\s*[-+.\d][^\[\]()]*+[\])])"
+_OPENS_PAIR = r"\((?=\s*[-+.\d][^\[\]()]*+\))"
+_LIST4_RE = re.compile(rf"{_OPENS_LIST}\s*({_NUM})\s*,\s*({_NUM})\s*,\s*({_NUM})\s*,\s*({_NUM})\s*[\])]")
+_LIST2_RE = re.compile(rf"{_OPENS_LIST}\s*({_NUM})\s*,\s*({_NUM})\s*[\])]")
+_QWEN2_VL_BOX_RE = re.compile(
+    rf"{_OPENS_PAIR}\s*({_NUM})\s*,\s*({_NUM})\s*\)\s*,\s*{_OPENS_PAIR}\s*({_NUM})\s*,\s*({_NUM})\s*\)"
+)
 _OBJECT_REF_RE = re.compile(r"<\|object_ref_start\|>([^<]*)<\|object_ref_end\|>")
 _REF_OR_BOX_RE = re.compile(r"<ref>([^<]*)</ref>|<box>([^<]*)</box>")
 _FENCE_INFO_RE = re.compile(r"[A-Za-z0-9_+-]*")
@@ -159,7 +168,6 @@ _JSON_OBJECT_RE = re.compile(r"\{[^{}]*\}")
 _BBOX_KEY_RE = re.compile(rf'"bbox_2d"\s*:\s*\[\s*({_NUM})\s*,\s*({_NUM})\s*,\s*({_NUM})\s*,\s*({_NUM})\s*\]')
 _POINT_KEY_RE = re.compile(rf'"point_2d"\s*:\s*\[\s*({_NUM})\s*,\s*({_NUM})\s*\]')
 _LABEL_KEY_RE = re.compile(r'"label"\s*:\s*"((?:[^"\\]|\\.){0,1000})"')
-_INT_RE = re.compile(r"(?<![\d.])\d+(?!\.?\d)")
 _UNITS = [
     "zero",
     "one",
@@ -185,14 +193,51 @@ _UNITS = [
 _TENS = ["twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
 _WORD_VALUES = {w: i for i, w in enumerate(_UNITS)} | {w: 20 + 10 * i for i, w in enumerate(_TENS)}
 _WORD_VALUES["hundred"] = 100
-_NUMBER_WORD_RE = re.compile(
-    rf"\b(?:(?:one|a)[\s-]+)?hundred\b|\b({'|'.join(_TENS)})(?:[\s-]+({'|'.join(_UNITS[1:10])}))?\b"
-    rf"|\b({'|'.join(_UNITS)})\b",
-    re.IGNORECASE,
+# Letters that `re.IGNORECASE` also matches to an ASCII letter of the number words (checked against a scan of every
+# code point in the tests). The count pattern spells case out in classes instead of using the flag: sre then skips a
+# branch on its first character, which it cannot do for case-folded literals.
+_CASE_EXTRAS = {"i": "\u0130\u0131", "k": "\u212a", "s": "\u017f"}
+_CASE_FOLD = str.maketrans({extra: letter for letter, extras in _CASE_EXTRAS.items() for extra in extras})
+
+
+def _ci(char: str) -> str:
+    return f"[{char}{char.upper()}{_CASE_EXTRAS.get(char, '')}]"
+
+
+def _word_trie(words: list[str]) -> str:
+    """A case-insensitive pattern matching any of `words`, as a trie: one branch per distinct next letter."""
+    trie: dict = {}
+    for word in words:
+        node = trie
+        for char in word:
+            node = node.setdefault(char, {})
+        node[""] = {}
+
+    def emit(node: dict) -> str:
+        branches = [_ci(char) + emit(child) for char, child in sorted(node.items()) if char]
+        if not branches:
+            return ""
+        body = branches[0] if len(branches) == 1 and "" not in node else f"(?:{'|'.join(branches)})"
+        return body + ("?" if "" in node else "")
+
+    return emit(trie)
+
+
+# Count tokens: an integer (`(?<![\d.])\d+(?!\.?\d)`: not part of a decimal) or an English number word. No capture
+# groups, so that `findall` returns them at C speed (values are then computed once per distinct token). The leading
+# lookahead makes every position that cannot start a token fail on its first test; the integer's lookbehind sits after
+# its first digit for the same reason. Alternatives, in order of preference at one position: "one hundred" / "a
+# hundred" / "hundred", a tens word with an optional unit ("twenty-one"), a unit word; each must end a word.
+_HUNDRED = _word_trie(["hundred"])
+_COUNT_TOKEN_RE = re.compile(
+    rf"(?=[\d{''.join(sorted({_ci(w[0])[1:-1] for w in (*_UNITS, *_TENS, 'hundred', 'a')}))}])"
+    r"(?:\d(?<![\d.]\d)\d*(?!\.?\d)"
+    rf"|\b(?:{_word_trie(['one'])}[\s-]+{_HUNDRED}|{_ci('a')}[\s-]+{_HUNDRED}|{_HUNDRED}"
+    rf"|{_word_trie(_TENS)}(?:[\s-]+{_word_trie(_UNITS[1:10])})?|{_word_trie(_UNITS)})\b)"
 )
-_COUNT_RE = re.compile(rf"{_INT_RE.pattern}|{_NUMBER_WORD_RE.pattern}", re.IGNORECASE)
-_THINK_ANSWER_RE = re.compile(r"\s*<think>.*?</think>\s*<answer>.*?</answer>\s*", re.DOTALL)
-_ANSWER_ONLY_RE = re.compile(r"\s*<answer>.*?</answer>\s*", re.DOTALL)
+_WORD_SPLIT_RE = re.compile(r"[\s-]+")
+# `</think>`, optional whitespace, `<answer>`: the seam of `<think>…</think><answer>…</answer>` (linear search).
+_THINK_ANSWER_SEAM_RE = re.compile(r"</think>\s*<answer>")
 # Perception-R1's intended grounding format, with the special tokens escaped (its released pattern was not, D3).
 _QWEN2_VL_GROUNDING_RE = re.compile(
     r"<\|object_ref_start\|>[^<]*<\|object_ref_end\|>"
@@ -631,13 +676,15 @@ def parse_points(
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _word_value(match: re.Match) -> int:
-    tens, unit, single = match.group(1), match.group(2), match.group(3)
-    if tens is not None:
-        return _WORD_VALUES[tens.lower()] + (_WORD_VALUES[unit.lower()] if unit else 0)
-    if single is not None:
-        return _WORD_VALUES[single.lower()]
-    return 100
+def _token_value(token: str) -> int | None:
+    """Value of one `_COUNT_TOKEN_RE` token; `None` for an integer of more than `MAX_COUNT_DIGITS` digits."""
+    if token[0].isdigit():
+        digits = token.lstrip("0") or "0"
+        return int(digits) if len(digits) <= MAX_COUNT_DIGITS else None
+    words = _WORD_SPLIT_RE.split(token.translate(_CASE_FOLD).lower())  # "ſix", "eİght": the letters they match
+    if words[-1] == "hundred":
+        return 100
+    return sum(_WORD_VALUES[w] for w in words)  # "twenty-one": tens + unit
 
 
 def parse_count(text: str, max_chars: int = MAX_CHARS, extract: bool = True) -> ParseResult[int]:
@@ -663,22 +710,16 @@ def parse_count(text: str, max_chars: int = MAX_CHARS, extract: bool = True) -> 
     answer = _answer(text, extract, max_chars)
     if not answer.ok:
         return ParseResult(error=answer.error)
-    s = answer.value
-    values: list[int] = []
-    for match in _COUNT_RE.finditer(s):
-        token = match.group(0)
-        if token[0].isdigit():
-            digits = token.lstrip("0") or "0"
-            if len(digits) > MAX_COUNT_DIGITS:
-                return ParseResult(error="count_too_large")
-            values.append(int(digits))
-        else:
-            values.append(_word_value(match))
-    if not values:
+    # Linear in the answer's length: one C-level scan, then Python work once per *distinct* token.
+    tokens = _COUNT_TOKEN_RE.findall(answer.value)
+    if not tokens:
         return ParseResult(error="no_count")
+    values = {token: _token_value(token) for token in set(tokens)}
+    if None in values.values():
+        return ParseResult(error="count_too_large")
     tagged = isinstance(text, str) and extract and "<answer>" in text
-    if tagged or len(set(values)) == 1:
-        return ParseResult(values[-1])
+    if tagged or len(set(values.values())) == 1:
+        return ParseResult(values[tokens[-1]])
     return ParseResult(error="ambiguous_count")
 
 
@@ -723,8 +764,16 @@ def check_answer_format(text: str, require_think: bool = True, max_chars: int = 
     """
     if not isinstance(text, str) or len(text) > max_chars:
         return False
-    pattern = _THINK_ANSWER_RE if require_think else _ANSWER_ONLY_RE
-    return pattern.fullmatch(text) is not None
+    # Equivalent to a full match of `\s*<think>.*?</think>\s*<answer>.*?</answer>\s*` (DOTALL) in linear time: that
+    # regex, with two lazy `.*?`, backtracks quadratically on tag spam (`"</think><answer>" * 4095`: 1.5 s).
+    s = text.strip()  # `str.strip()` removes exactly the characters `\s` matches
+    if not s.endswith("</answer>"):
+        return False
+    if not require_think:
+        return s.startswith("<answer>") and len(s) >= len("<answer></answer>")
+    if not s.startswith("<think>"):
+        return False
+    return _THINK_ANSWER_SEAM_RE.search(s, len("<think>"), len(s) - len("</answer>")) is not None
 
 
 def check_qwen2_vl_grounding_format(text: str, max_chars: int = MAX_CHARS) -> bool:

@@ -21,6 +21,8 @@ import logging
 import math
 import os
 from collections import Counter
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,6 +69,11 @@ class PerceptionBuilderConfig(datasets.BuilderConfig):
             Raise a `DataError` on the first bad record instead of counting a reported skip.
         splits (`tuple[str, ...]`, *optional*):
             Build only these splits (e.g. only ``("validation",)`` of COCO). `None` builds every available split.
+        decode_images (`bool`, *optional*, defaults to `True`):
+            Fully decode every image at build time and skip those that do not decode as ``unreadable_image``
+            (a truncated download passes a header read). Decoding runs in parallel threads where the builder knows
+            its images up front, once per image file however many rows use it; the built dataset is cached. `False`
+            reads only the headers (faster builds of trusted copies).
         source_fingerprint (`str`, *optional*):
             Set by the builder from the source files' sizes and mtimes, so that edited sources invalidate the cache.
     """
@@ -79,6 +86,7 @@ class PerceptionBuilderConfig(datasets.BuilderConfig):
     system_prompt: str | None = None
     strict: bool = False
     splits: tuple[str, ...] | None = None
+    decode_images: bool = True
     source_fingerprint: str | None = None
 
     def __post_init__(self):
@@ -205,6 +213,7 @@ class PerceptionBuilder(datasets.GeneratorBasedBuilder):
     # -- datasets overrides ------------------------------------------------------------------------------------
     def download_and_prepare(self, *args, **kwargs) -> None:
         self.report = BuildReport(builder=self.name, config=self.config.name)
+        _DECODED.clear()
         try:
             super().download_and_prepare(*args, **kwargs)
         except datasets.exceptions.DatasetGenerationError as e:
@@ -212,6 +221,8 @@ class PerceptionBuilder(datasets.GeneratorBasedBuilder):
             if isinstance(e.__cause__, DataError):
                 raise e.__cause__ from None
             raise
+        finally:
+            _DECODED.clear()
         path = os.path.join(self._output_dir, REPORT_FILENAME)
         if not self.report.num_examples and os.path.isfile(path):  # reused cache: restore the original report
             with open(path, encoding="utf-8") as f:
@@ -275,11 +286,21 @@ class PerceptionBuilder(datasets.GeneratorBasedBuilder):
 def build_split(builder_class: type[datasets.GeneratorBasedBuilder], split: str, **options: Any) -> datasets.Dataset:
     """Build (or load from the Arrow cache) one split with `builder_class`: the body of every one-call loader.
 
-    Path-like options (`cache_dir`, `data_dir`, `image_dir`, ...) become strings; `None` stays `None`.
+    Path-like options (`cache_dir`, `data_dir`, `image_dir`, ...) become strings; `None` stays `None`. ``rebuild=True``
+    builds again even when a cache for the same key exists (e.g. after image files were replaced in place, which the
+    COCO, RefCOCO and page-OCR keys do not see).
     """
     options = {k: os.fspath(v) if isinstance(v, os.PathLike) else v for k, v in options.items()}
+    rebuild = options.pop("rebuild", False)
     builder = builder_class(splits=(split,), **options)
-    builder.download_and_prepare()
+    if rebuild:  # the cached split sizes are what a rebuild may change: do not check against them
+        builder.download_and_prepare(
+            download_mode=datasets.DownloadMode.FORCE_REDOWNLOAD, verification_mode=datasets.VerificationMode.NO_CHECKS
+        )
+    else:
+        builder.download_and_prepare()
+    if builder.report.num_examples.get(split) == 0:  # `datasets` cannot load an empty split: say why it is empty
+        raise DataError(f"No {split!r} rows left after the skips: {builder.report.summary()}")
     return builder.as_dataset(split=split)
 
 
@@ -289,13 +310,69 @@ def read_image_size(path: str) -> tuple[int, int]:
         return im.size
 
 
-def probe_image(path: str, need_size: bool) -> tuple[tuple[int, int] | None, str | None, str]:
+# Full-decode results by (path, size, mtime): an image is decoded once per build, however many rows use it (cleared
+# when a build starts and ends).
+_DECODED: dict[tuple[str, int, int], tuple[tuple[int, int] | None, str | None, str]] = {}
+
+
+def _file_key(path: str) -> tuple[str, int, int]:
+    st = os.stat(path)
+    return os.path.abspath(path), st.st_size, st.st_mtime_ns
+
+
+def _decode(path: str) -> tuple[tuple[int, int] | None, str | None, str]:
+    try:
+        with Image.open(path) as im:
+            im.load()  # the whole file: a truncated JPEG/PNG raises here, not at `open`
+            return im.size, None, ""
+    except Exception as e:  # noqa: BLE001 - a file that does not decode, whatever the plugin raises, is a counted skip
+        return None, "unreadable_image", f"image file {path} cannot be read ({type(e).__name__}: {e})"
+
+
+def batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    """Consecutive lists of up to ``size`` items (streams: never holds more than one batch)."""
+    batch: list[Any] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def decode_images(paths: Iterable[str], workers: int | None = None) -> None:
+    """Fully decode image files in parallel threads (Pillow releases the GIL while decoding), for the
+    ``probe_image(..., decode=True)`` calls that follow. Missing files are left to `probe_image`."""
+    todo: dict[tuple[str, int, int], str] = {}
+    for path in paths:
+        try:
+            key = _file_key(path)
+        except OSError:
+            continue
+        if key not in _DECODED:
+            todo[key] = path
+    if not todo:
+        return
+    with ThreadPoolExecutor(max_workers=workers or min(32, os.cpu_count() or 1)) as pool:
+        for key, result in zip(todo, pool.map(_decode, todo.values())):
+            _DECODED[key] = result
+
+
+def probe_image(path: str, need_size: bool, decode: bool = False) -> tuple[tuple[int, int] | None, str | None, str]:
     """Check an image file without reporting: ``(size or None, skip reason or None, detail)``.
 
-    Only the header is read, and only when ``need_size``; otherwise existence is checked.
+    With ``decode``, the whole image is decoded (once per file; see `decode_images`), so a truncated file is an
+    ``unreadable_image``. Otherwise only the header is read, and only when ``need_size``; else existence is checked.
     """
     if not os.path.isfile(path):
         return None, "missing_image", f"image file {path} does not exist"
+    if decode:
+        key = _file_key(path)
+        if key not in _DECODED:
+            _DECODED[key] = _decode(path)
+        size, reason, detail = _DECODED[key]
+        return (size if need_size else None), reason, detail
     if not need_size:
         return None, None, ""
     try:
@@ -304,9 +381,11 @@ def probe_image(path: str, need_size: bool) -> tuple[tuple[int, int] | None, str
         return None, "unreadable_image", f"image file {path} cannot be read ({type(e).__name__}: {e})"
 
 
-def check_image(path: str, reporter: SplitReporter, where: str, need_size: bool) -> tuple[int, int] | None | bool:
+def check_image(
+    path: str, reporter: SplitReporter, where: str, need_size: bool, decode: bool = False
+) -> tuple[int, int] | None | bool:
     """Validate an image file. Returns its size (when ``need_size``), `True` (exists), or `None` after a skip."""
-    size, reason, detail = probe_image(path, need_size)
+    size, reason, detail = probe_image(path, need_size, decode)
     if reason is not None:
         reporter.skip(reason, f"{where}: {detail}")
         return None
@@ -368,6 +447,17 @@ def _fingerprint(paths: list[str]) -> str:
             h.update(f"{os.path.abspath(p)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
         except OSError:
             h.update(f"{os.path.abspath(p)}|missing\n".encode())
+            continue
+        if os.path.isdir(p):  # a folder of images, walked: every file's (size, mtime), so one replaced in place counts
+            for root, dirs, files in os.walk(p):
+                dirs.sort()
+                for name in sorted(files):
+                    file_path = os.path.join(root, name)
+                    try:
+                        est = os.stat(file_path)
+                    except OSError:
+                        continue
+                    h.update(f"{os.path.relpath(file_path, p)}|{est.st_size}|{est.st_mtime_ns}\n".encode())
     return h.hexdigest()[:16]
 
 

@@ -41,6 +41,7 @@ from ._common import (
     PerceptionBuilderConfig,
     build_split,
     check_image,
+    decode_images,
     xywh_box,
 )
 from .schema import perception_features
@@ -80,7 +81,8 @@ class CocoDetectionConfig(PerceptionBuilderConfig):
         box_tolerance (`float`, *optional*, defaults to `1.0`):
             Pixels a box may leave the image before it counts as invalid (within it, it is clipped).
         verify_images (`bool`, *optional*, defaults to `False`):
-            Read every image header to check it is readable and matches the annotated size (slower).
+            Read every image header to check it is readable and matches the annotated size (`decode_images`, on by
+            default, does this and decodes the whole image).
     """
 
     year: str = "2017"
@@ -264,12 +266,14 @@ class CocoDetection(PerceptionBuilder):
             by_image[ann["image_id"]].append(ann)
         del data  # the grouped annotations are all that is needed from here on
 
+        if c.decode_images:  # in parallel, before the per-image checks below
+            decode_images(os.path.join(image_dir, img["file_name"]) for img in images.values())
         for image_id, img in images.items():
             where = f"{path}: image id {image_id} ({img['file_name']})"
             file_path = os.path.join(image_dir, img["file_name"])
             width, height = img.get("width"), img.get("height")
-            need_size = c.verify_images or not (isinstance(width, int) and isinstance(height, int))
-            checked = check_image(file_path, rep, where, need_size=need_size)
+            need_size = c.verify_images or c.decode_images or not (isinstance(width, int) and isinstance(height, int))
+            checked = check_image(file_path, rep, where, need_size=need_size, decode=c.decode_images)
             if checked is None:
                 continue
             if isinstance(checked, tuple):

@@ -72,6 +72,17 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def truncate_image(path: str | Path) -> Path:
+    """Cut a JPEG or PNG file in the middle of its pixel data, as an interrupted download does: the header (and so
+    the size) still reads, a full decode fails."""
+    path = Path(path)
+    data = path.read_bytes()
+    marker = b"\xff\xda" if data[:2] == b"\xff\xd8" else b"IDAT"  # JPEG start of scan / PNG image data
+    start = data.index(marker) + 16
+    path.write_bytes(data[: start + (len(data) - start) // 2])
+    return path
+
+
 def _xyxy(bbox_xywh: list[float]) -> list[float]:
     x, y, w, h = bbox_xywh
     return [x, y, x + w, y + h]
@@ -172,8 +183,8 @@ def write_coco_scale_fixture(
 ) -> dict[str, Any]:
     """A COCO-scale annotation file (random boxes, 80 gapped category ids) with one small JPEG per image.
 
-    All image files share the same bytes (written once per file), so generation is fast; sizes in the JSON are
-    random, which is fine because the builder trusts the annotation's ``width``/``height``.
+    All image files share the same bytes (written once per file), so generation is fast; the sizes in the JSON are
+    those of that image, as the builder checks them against the decoded file.
     """
     root = Path(root)
     rng = random.Random(seed)
@@ -189,8 +200,9 @@ def write_coco_scale_fixture(
         image_bytes = buf.getvalue()
     images, annotations = [], []
     ann_id = 0
+    with Image.open(io.BytesIO(image_bytes)) as im:
+        width, height = im.size
     for image_id in range(1, num_images + 1):
-        width, height = rng.randrange(320, 641), rng.randrange(240, 481)
         file_name = f"{image_id:012d}.jpg"
         (image_dir / file_name).write_bytes(image_bytes)
         images.append({"id": image_id, "file_name": file_name, "width": width, "height": height, "license": 1})
@@ -462,6 +474,7 @@ __all__ = [
     "FOX_EN_PAGES",
     "draw_image",
     "sha256_file",
+    "truncate_image",
     "write_coco_fixture",
     "write_coco_scale_fixture",
     "write_fox_fixture",

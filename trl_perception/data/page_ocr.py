@@ -34,7 +34,15 @@ from typing import Any, ClassVar
 
 import datasets
 
-from ._common import DataError, PerceptionBuilder, PerceptionBuilderConfig, build_split, probe_image
+from ._common import (
+    DataError,
+    PerceptionBuilder,
+    PerceptionBuilderConfig,
+    batches,
+    build_split,
+    decode_images,
+    probe_image,
+)
 from .schema import perception_features
 
 
@@ -67,6 +75,14 @@ def _read_records(path: str) -> Iterator[tuple[int, Any]]:
     if not isinstance(data, list):
         raise DataError(f"{path}: expected a JSON list of page records, got {type(data).__name__}")
     yield from enumerate(data)
+
+
+def _image_path(record: Any, image_dir: str) -> str:
+    """The image file of a record (``""`` when it names none); names are relative to ``image_dir``."""
+    image = record.get("image") if isinstance(record, dict) else None
+    if not isinstance(image, str):
+        return ""
+    return image if os.path.isabs(image) else os.path.join(image_dir, image)
 
 
 def parse_page_record(record: Any) -> tuple[str, str, str | None]:
@@ -178,39 +194,42 @@ class PageOcr(PerceptionBuilder):
         rep = self.reporter(split)
         seen: dict[str, int] = {}
         prompt = self.prompt(split)
-        for index, record in _read_records(path):
-            where = f"{path}: record {index}"
-            try:
-                image, text, source_prompt = parse_page_record(record)
-            except ValueError as e:
-                rep.skip("malformed_record", f"{where}: {e}")
-                continue
-            if not text.strip():
-                rep.skip("empty_text", f"{where} ({image}): empty GT text")
-                continue
-            file_path = image if os.path.isabs(image) else os.path.join(image_dir, image)
-            size, reason, detail = probe_image(file_path, need_size=True)
-            if reason is not None:
-                rep.skip(reason, f"{where}: {detail}")
-                continue
-            # Image names identify Fox pages; a repeated name (generic JSONL) gets a stable "#n" suffix.
-            seen[image] = seen.get(image, 0) + 1
-            suffix = "" if seen[image] == 1 else f"#{seen[image]}"
-            rep.emitted()
-            yield (
-                f"{index}",
-                self.row(
-                    id=f"page-ocr-{c.language}/{split}/{image}{suffix}",
-                    prompt=prompt,
-                    image=file_path,
-                    width=size[0],
-                    height=size[1],
-                    text=text,
-                    image_name=image,
-                    language=c.language,
-                    source_prompt=source_prompt,
-                ),
-            )
+        for batch in batches(_read_records(path), 64):
+            if c.decode_images:  # the batch's images in parallel, before the record-by-record checks
+                decode_images(_image_path(record, image_dir) for _, record in batch)
+            for index, record in batch:
+                where = f"{path}: record {index}"
+                try:
+                    image, text, source_prompt = parse_page_record(record)
+                except ValueError as e:
+                    rep.skip("malformed_record", f"{where}: {e}")
+                    continue
+                if not text.strip():
+                    rep.skip("empty_text", f"{where} ({image}): empty GT text")
+                    continue
+                file_path = _image_path(record, image_dir)
+                size, reason, detail = probe_image(file_path, need_size=True, decode=c.decode_images)
+                if reason is not None:
+                    rep.skip(reason, f"{where}: {detail}")
+                    continue
+                # Image names identify Fox pages; a repeated name (generic JSONL) gets a stable "#n" suffix.
+                seen[image] = seen.get(image, 0) + 1
+                suffix = "" if seen[image] == 1 else f"#{seen[image]}"
+                rep.emitted()
+                yield (
+                    f"{index}",
+                    self.row(
+                        id=f"page-ocr-{c.language}/{split}/{image}{suffix}",
+                        prompt=prompt,
+                        image=file_path,
+                        width=size[0],
+                        height=size[1],
+                        text=text,
+                        image_name=image,
+                        language=c.language,
+                        source_prompt=source_prompt,
+                    ),
+                )
 
 
 def load_page_ocr(

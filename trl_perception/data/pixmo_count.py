@@ -38,7 +38,15 @@ from typing import Any, ClassVar
 
 import datasets
 
-from ._common import DataError, PerceptionBuilder, PerceptionBuilderConfig, build_split, probe_image
+from ._common import (
+    DataError,
+    PerceptionBuilder,
+    PerceptionBuilderConfig,
+    batches,
+    build_split,
+    decode_images,
+    probe_image,
+)
 from .schema import perception_features
 
 
@@ -240,7 +248,7 @@ class PixmoCount(PerceptionBuilder):
     def _source_paths(cls, kwargs: dict[str, Any]) -> list[str]:
         paths = list(_find_tables(kwargs.get("data_dir"), kwargs.get("table_files")).values())
         image_dir = kwargs.get("image_dir")
-        return paths + ([image_dir] if image_dir else [])  # the folder's mtime changes when files are added
+        return paths + ([image_dir] if image_dir else [])  # every file under it: which one matches, and its content
 
     def _info(self) -> datasets.DatasetInfo:
         return datasets.DatasetInfo(
@@ -296,53 +304,62 @@ class PixmoCount(PerceptionBuilder):
     def _generate_examples(self, split: str, path: str):
         c = self.config
         rep = self.reporter(split)
-        for index, row in enumerate(_read_table(path)):
-            where = f"{path}: row {index}"
-            url, sha, label = row.get("image_url"), row.get("image_sha256"), row.get("label")
-            try:
-                count = int(row.get("count"))
-                if count < 0:
-                    raise ValueError("negative count")
-                points = parse_points(row.get("points"))
-            except (TypeError, ValueError, KeyError, json.JSONDecodeError) as e:
-                rep.skip("malformed_record", f"{where} ({url}): bad count/points ({e})")
-                continue
-            if not isinstance(url, str) or not isinstance(sha, str) or not label:
-                rep.skip("malformed_record", f"{where}: image_url/image_sha256/label missing")
-                continue
-            file_path, reason = self._locate(url, sha)
-            if file_path is None:
-                detail = "no local file" if reason == "missing_image" else "local file has a different sha256"
-                rep.skip(reason, f"{where} ({url}, sha256 {sha[:12]}…): {detail} in {self._index.image_dir}")
-                continue
-            size, reason, detail = probe_image(file_path, need_size=True)
-            if reason is not None:
-                rep.skip(reason, f"{where} ({url}): {detail}")
-                continue
-            width, height = size
-            tol = c.point_tolerance
-            outside = [p for p in points if not (-tol <= p[0] <= width + tol and -tol <= p[1] <= height + tol)]
-            if outside:
-                rep.skip("point_outside_image", f"{where} ({url}): point {outside[0]} outside {width}x{height}")
-                continue
-            if points and len(points) != count:
-                rep.note("count_differs_from_points")
-            rep.emitted()
-            yield (
-                index,
-                self.row(
-                    id=f"pixmo-count/{split}/row-{index}",
-                    prompt=self.prompt(split, question=label, label=label),
-                    image=file_path,
-                    width=width,
-                    height=height,
-                    count=count,
-                    points=[[min(max(x, 0.0), width), min(max(y, 0.0), height)] for x, y in points],
-                    label=label,
-                    image_url=url,
-                    image_sha256=sha.lower(),
-                ),
-            )
+        # In batches of rows: decode the batch's images in parallel first, then check and emit row by row.
+        for batch in batches(enumerate(_read_table(path)), 256):
+            if c.decode_images:
+                decode_images(self._image_of(row) for _, row in batch)
+            for index, row in batch:
+                where = f"{path}: row {index}"
+                url, sha, label = row.get("image_url"), row.get("image_sha256"), row.get("label")
+                try:
+                    count = int(row.get("count"))
+                    if count < 0:
+                        raise ValueError("negative count")
+                    points = parse_points(row.get("points"))
+                except (TypeError, ValueError, KeyError, json.JSONDecodeError) as e:
+                    rep.skip("malformed_record", f"{where} ({url}): bad count/points ({e})")
+                    continue
+                if not isinstance(url, str) or not isinstance(sha, str) or not label:
+                    rep.skip("malformed_record", f"{where}: image_url/image_sha256/label missing")
+                    continue
+                file_path, reason = self._locate(url, sha)
+                if file_path is None:
+                    detail = "no local file" if reason == "missing_image" else "local file has a different sha256"
+                    rep.skip(reason, f"{where} ({url}, sha256 {sha[:12]}…): {detail} in {self._index.image_dir}")
+                    continue
+                size, reason, detail = probe_image(file_path, need_size=True, decode=c.decode_images)
+                if reason is not None:
+                    rep.skip(reason, f"{where} ({url}): {detail}")
+                    continue
+                width, height = size
+                tol = c.point_tolerance
+                outside = [p for p in points if not (-tol <= p[0] <= width + tol and -tol <= p[1] <= height + tol)]
+                if outside:
+                    rep.skip("point_outside_image", f"{where} ({url}): point {outside[0]} outside {width}x{height}")
+                    continue
+                if points and len(points) != count:
+                    rep.note("count_differs_from_points")
+                rep.emitted()
+                yield (
+                    index,
+                    self.row(
+                        id=f"pixmo-count/{split}/row-{index}",
+                        prompt=self.prompt(split, question=label, label=label),
+                        image=file_path,
+                        width=width,
+                        height=height,
+                        count=count,
+                        points=[[min(max(x, 0.0), width), min(max(y, 0.0), height)] for x, y in points],
+                        label=label,
+                        image_url=url,
+                        image_sha256=sha.lower(),
+                    ),
+                )
+
+    def _image_of(self, row: dict[str, Any]) -> str:
+        """The file a row's image resolves to, or ``""`` (a lookup only: `_locate` caches the hashes it computes)."""
+        url, sha = row.get("image_url"), row.get("image_sha256")
+        return (self._locate(url, sha)[0] or "") if isinstance(url, str) and isinstance(sha, str) else ""
 
 
 def load_pixmo_count(

@@ -29,7 +29,16 @@ from typing import Any, ClassVar
 
 import datasets
 
-from ._common import DataError, PerceptionBuilder, PerceptionBuilderConfig, build_split, logger, probe_image, xywh_box
+from ._common import (
+    DataError,
+    PerceptionBuilder,
+    PerceptionBuilderConfig,
+    build_split,
+    decode_images,
+    logger,
+    probe_image,
+    xywh_box,
+)
 from .schema import perception_features
 
 
@@ -217,6 +226,12 @@ class RefCoco(PerceptionBuilder):
             for s in names
         ]
 
+    def _split_generators(self, dl_manager):
+        generators = super()._split_generators(dl_manager)
+        for i, generator in enumerate(generators):  # a ref that is not a dict has no split: count it once
+            generator.gen_kwargs["count_unsplit"] = i == 0
+        return generators
+
     def _load_instances(self, path: str):
         try:
             with open(path, encoding="utf-8") as f:
@@ -230,16 +245,26 @@ class RefCoco(PerceptionBuilder):
         cats = {c["id"]: c.get("name", "") for c in data.get("categories", []) if isinstance(c, dict) and "id" in c}
         return images, anns, cats
 
-    def _generate_examples(self, split: str, refs_path: str, inst_path: str, image_dir: str):
+    def _generate_examples(
+        self, split: str, refs_path: str, inst_path: str, image_dir: str, count_unsplit: bool = True
+    ):
         c = self.config
         rep = self.reporter(split)
         refs = load_refs(refs_path)
         images, anns, cats = self._load_instances(inst_path)
         probed: dict[int, tuple] = {}
         prefix = f"{c.dataset}-{c.split_by}/{split}"
+        if c.decode_images:  # this split's images in parallel, before the ref-by-ref checks below
+            ids = {r.get("image_id") for r in refs if isinstance(r, dict) and _text(r.get("split")) == split}
+            ids.discard(None)
+            decode_images(
+                os.path.join(image_dir, images[i]["file_name"])
+                for i in ids
+                if isinstance(images.get(i), dict) and isinstance(images[i].get("file_name"), str)
+            )
         for index, ref in enumerate(refs):
             if not isinstance(ref, dict) or _text(ref.get("split")) != split:
-                if not isinstance(ref, dict):
+                if not isinstance(ref, dict) and count_unsplit:
                     rep.skip("malformed_record", f"{refs_path}: refs[{index}] is a {type(ref).__name__}, not a dict")
                 continue
             missing = [k for k in ("ref_id", "ann_id", "image_id", "sentences") if k not in ref]
@@ -262,9 +287,11 @@ class RefCoco(PerceptionBuilder):
             file_path = os.path.join(image_dir, image["file_name"])
             if ref["image_id"] not in probed:  # each image is checked once, however many refs point at it
                 width, height = image.get("width"), image.get("height")
-                need_size = not (isinstance(width, int) and isinstance(height, int))
-                size, reason, detail = probe_image(file_path, need_size)
-                probed[ref["image_id"]] = (size if need_size else (width, height), reason, detail)
+                annotated = isinstance(width, int) and isinstance(height, int)
+                size, reason, detail = probe_image(file_path, c.decode_images or not annotated, c.decode_images)
+                if reason is None and annotated and size is not None and size != (width, height):
+                    reason, detail = "size_mismatch", f"file is {size[0]}x{size[1]}, annotation says {width}x{height}"
+                probed[ref["image_id"]] = ((width, height) if annotated else size, reason, detail)
             size, reason, detail = probed[ref["image_id"]]
             if reason is not None:
                 rep.skip(reason, f"{where} (image_id {ref['image_id']}): {detail}")

@@ -210,7 +210,7 @@ def evaluate(dataset, config: EvalConfig, backend) -> EvalResult:
                 row = {k: v[i] for k, v in batch.items() if k != "image"}
                 record = _score(config, row, images[i], generations[i], categories)
                 records.append(record)
-                f.write(json.dumps(record, ensure_ascii=False) + "\n")
+                f.write(json.dumps(strict_json(record), ensure_ascii=False, allow_nan=False) + "\n")
             bar.update(n)
         bar.close()
     elapsed = time.perf_counter() - started
@@ -228,13 +228,25 @@ def evaluate(dataset, config: EvalConfig, backend) -> EvalResult:
         **extra,
     }
     with open(out_dir / "metrics.json", "w", encoding="utf-8") as f:
-        json.dump(summary, f, indent=2, ensure_ascii=False)
+        json.dump(strict_json(summary), f, indent=2, ensure_ascii=False, allow_nan=False)
     (out_dir / "results.md").write_text(results_markdown(summary), encoding="utf-8")
     if config.num_visualizations > 0 and records:
         from trl_perception.eval.visualize import save_visualizations
 
         save_visualizations(config.task, rows, records, out_dir / "visualizations", config.num_visualizations)
     return EvalResult(metrics=metrics, records=records, output_dir=out_dir, summary=summary)
+
+
+def strict_json(value: Any) -> Any:
+    """`value` with every non-finite float (NaN, +-inf) replaced by `None`: the run directory holds strict JSON only
+    (Python's `json` would write `NaN`/`Infinity`, which other readers reject)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    return value
 
 
 def _score(config: EvalConfig, row: dict, image, generation, categories) -> dict[str, Any]:
@@ -304,7 +316,7 @@ def _corpus_metrics(config: EvalConfig, rows, records, coco_gt) -> tuple[dict[st
             record["image_id"] = index
     results = detection_results(records)
     with open(Path(config.output_dir) / "coco_results.json", "w", encoding="utf-8") as f:
-        json.dump(results, f)
+        json.dump(strict_json(results), f, allow_nan=False)
     image_ids = [r["image_id"] for r in records]
     metrics = M.coco_detection_metrics(coco_gt, results, image_ids=image_ids)
     summary_text = metrics.pop("summary")

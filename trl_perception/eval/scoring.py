@@ -46,6 +46,7 @@ import numpy as np
 from trl_perception.eval.metrics import normalized_edit_distance
 from trl_perception.geometry import ImageGeometry, box_iou, convert_boxes, get_frame, sanitize_boxes
 from trl_perception.parsing import parse_boxes, parse_text
+from trl_perception.validation import GroundTruthError, validate_row
 
 
 COUNT_MODES = ("auto", "boxes", "points", "answer")
@@ -82,6 +83,9 @@ def score_grounding(
     evaluation does not clip). ``syntax`` (the model family's box syntax) is tried first when parsing.
     """
     _check_frame(frame)
+    validate_row("Scorer 'grounding'", row, ("width", "height", "boxes"), required=("boxes",))
+    if len(row["boxes"]) == 0:
+        raise GroundTruthError(f"Scorer 'grounding', row {row.get('id')!r}, column 'boxes': no ground-truth box")
     result = parse_boxes(text, prefer=syntax)
     gt = [float(v) for v in row["boxes"][0]]
     if not result.ok or len(result.value.coords) == 0:  # `[]` or only malformed items: no box to score
@@ -92,6 +96,8 @@ def score_grounding(
     if not valid[0]:
         return {"failure": "invalid_box", "parsed": _jsonable(parsed[0]), "prediction": None, "score": 0.0, "gt": gt}
     pred = _to_original(boxes, frame, geometry)[0]
+    if not np.isfinite(pred).all():  # a huge finite coordinate kept (`out_of_image="keep"`) overflows when scaled
+        return {"failure": "invalid_box", "parsed": _jsonable(parsed[0]), "prediction": None, "score": 0.0, "gt": gt}
     iou = float(np.asarray(box_iou(pred[None], np.asarray([gt])))[0, 0])
     return {"failure": None, "parsed": parsed[0].tolist(), "prediction": pred.tolist(), "score": iou, "gt": gt}
 
@@ -125,6 +131,7 @@ def parse_count_prediction(text: str, mode: str = "auto", syntax: str | None = N
 
 def score_counting(text: str, row: Mapping[str, Any], mode: str = "auto", syntax: str | None = None) -> dict[str, Any]:
     """Exact match of the predicted count (see `parse_count_prediction`) with ``row["count"]``."""
+    validate_row("Scorer 'counting'", row, ("count",), required=("count",))
     count, failure = parse_count_prediction(text, mode, syntax)
     gt = int(row["count"])
     return {
@@ -141,8 +148,9 @@ def score_ocr(text: str, row: Mapping[str, Any]) -> dict[str, Any]:
 
     ``score`` is 1 − normalized edit distance on the raw strings (the paper's metric, no normalization).
     """
+    validate_row("Scorer 'ocr'", row, ("text",), required=("text",))
     result = parse_text(text)
-    gt = row["text"] or ""
+    gt = row["text"]
     pred = result.value if result.ok else ""
     return {
         "failure": result.error,
@@ -179,6 +187,13 @@ def score_detection(
     "score": 1.0}``; the COCO results (``xywh``) are made from it by the runner.
     """
     _check_frame(frame)
+    columns = ("width", "height", "boxes", "category_ids")
+    validate_row("Scorer 'detection'", row, columns, required=("boxes", "category_ids"))
+    if len(row["category_ids"]) != len(row["boxes"]):
+        raise GroundTruthError(
+            f"Scorer 'detection', row {row.get('id')!r}, column 'category_ids': {len(row['category_ids'])} ids for "
+            f"{len(row['boxes'])} boxes"
+        )
     gt_boxes = np.asarray(row["boxes"], dtype=np.float64).reshape(-1, 4)
     gt_ids = [int(c) for c in row["category_ids"]]
     result = parse_boxes(text, prefer=syntax)
@@ -195,6 +210,7 @@ def score_detection(
     parsed = result.value
     sanitized, valid = _sanitize(np.asarray(parsed.boxes, dtype=np.float64), frame, geometry, out_of_image)
     boxes = _to_original(sanitized, frame, geometry)
+    valid &= np.isfinite(boxes).all(axis=1)  # a huge coordinate kept (`out_of_image="keep"`) overflows when scaled
     table = category_table(categories)
     detections, unknown, invalid = [], 0, 0
     for box, label, ok in zip(boxes, parsed.labels, valid):

@@ -25,6 +25,14 @@ import numpy as np
 
 from ..families import AUTO, ModelFamily, get_family
 from ..geometry import FrameSpec, _smart_resize, get_frame
+from ..validation import (
+    NOT_COLUMNS,
+    ROWS_KWARG,
+    GroundTruthError,
+    check_column_lengths,
+    row_labeler,
+    validate_ground_truth,
+)
 
 
 # Without a `model_family` kwarg (stock `trl grpo`), `family="auto"` falls back to Perception-R1's detection family.
@@ -46,8 +54,9 @@ class RewardGeometry:
 def completion_text(completion: Any) -> Any:
     """
     Text of one TRL completion: a plain string, or the content of the last message of a conversational completion
-    (`[{"role": "assistant", "content": ...}]`; list-of-parts contents are joined). Anything else is returned as is,
-    and the parsers reject it (`"not_a_string"`).
+    (`[{"role": "assistant", "content": ...}]`; the `text` of list-of-parts contents are joined). Anything else is
+    returned as is, and the parsers reject it (`"not_a_string"`), so it scores as a counted parse failure; that
+    includes a content whose text part has a `text` that is not a string (`None`, a number).
     """
     if type(completion) is str:
         return completion
@@ -56,7 +65,10 @@ def completion_text(completion: Any) -> Any:
     if isinstance(completion, dict):
         content = completion.get("content")
         if type(content) is list:
-            return "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+            parts = [p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text"]
+            if all(type(p) is str for p in parts):
+                return "".join(parts)
+            return None  # a text part without text: not a completion the parsers can read
         return content
     return completion
 
@@ -99,6 +111,11 @@ class PerceptionReward:
 
     default_name = "perception_reward"
     default_task: str | None = None
+    # Ground-truth columns this reward reads: they are validated (`trl_perception.validation`) for the scored rows
+    # before `_score` runs, so invalid ground truth raises a `ValueError` naming the reward, the row and the column.
+    gt_columns: tuple[str, ...] = ()
+    # Documented range of the reward's values (the fuzz tests check it); `None` (not applicable) is always allowed.
+    value_range: tuple[float, float] = (0.0, 1.0)
 
     def __init__(
         self,
@@ -204,9 +221,12 @@ class PerceptionReward:
         if completions is None:
             raise TypeError(f"{self.__name__} needs `completions` (TRL passes them as a keyword argument).")
         n = len(completions)
+        owner = f"Reward {self.__name__!r}"
+        check_column_lengths(owner, kwargs, n, ("task",))
         rows = self._applicable_rows(n, kwargs)
         rewards: list[float | None] = [None] * n
         if rows:
+            validate_ground_truth(owner, kwargs, rows, n, self.gt_columns)
             texts = [completion_text(completions[i]) for i in rows]
             values, metrics = self._score(texts, rows, kwargs, completion_ids)
             for i, value in zip(rows, values, strict=True):
@@ -228,6 +248,11 @@ class PerceptionReward:
             return list(range(n))
         return [i for i in range(n) if tasks[i] is None or tasks[i] == self.task]
 
+    def _where(self, kwargs: dict[str, Any], row: int, column: str) -> str:
+        """`"Reward 'iou', row 3 (id 'x'), column 'boxes'"`: the start of a ground-truth error message."""
+        n = len(kwargs[ROWS_KWARG]) if kwargs.get(ROWS_KWARG) is not None else row + 1
+        return f"Reward {self.__name__!r}, {row_labeler(kwargs, n)(row)}, column {column!r}"
+
     def _log(self, log_metric: Callable[[str, float], None] | None, metrics: dict[str, float]) -> None:
         if log_metric is None:
             return
@@ -241,7 +266,7 @@ class PerceptionReward:
         if column is None:
             raise ValueError(
                 f"Reward {reward_name!r} needs the dataset column {name!r} (see trl_perception/data/schema.py); "
-                f"got columns {sorted(k for k in kwargs if k not in ('log_metric', 'log_extra', 'trainer_state'))}."
+                f"got columns {sorted(k for k in kwargs if k not in NOT_COLUMNS)}."
             )
         return column
 
@@ -259,21 +284,20 @@ class PerceptionReward:
             if frame.name == "original":
                 return np.ones((n, 2)), np.full((n, 2), np.inf)
             self._column(kwargs, "width" if widths is None else "height", self.__name__)
-        size = np.array([(widths[i], heights[i]) for i in rows], dtype=np.float64).reshape(n, 2)
-        if not (size > 0).all():  # also catches None (NaN) sizes
-            bad = rows[int(np.flatnonzero(~(size > 0).all(axis=1))[0])]
-            raise ValueError(
-                f"Row {bad} has an invalid image size {widths[bad]}x{heights[bad]}; {self.__name__} needs it."
+        # The sizes were validated (`gt_columns`); `None` means "not applicable" there, but the size is needed here.
+        missing = next((i for i in rows if widths[i] is None or heights[i] is None), None)
+        if missing is not None:
+            column = "width" if widths[missing] is None else "height"
+            raise GroundTruthError(
+                f"{self._where(kwargs, missing, column)}: missing (the reward needs the image size)"
             )
+        size = np.array([(widths[i], heights[i]) for i in rows], dtype=np.float64).reshape(n, 2)
         if frame.needs_resized:
             sizes = kwargs.get("model_image_sizes")
             resized = [_first_size(sizes[i]) if sizes is not None else None for i in rows]
             args = (geometry.factor, geometry.min_pixels, geometry.max_pixels)
             extent = np.array(
-                [
-                    r if r is not None else _smart_resize(int(heights[i]), int(widths[i]), *args)[::-1]
-                    for i, r in zip(rows, resized, strict=True)
-                ],
+                [r if r is not None else self._resized(kwargs, i, args) for i, r in zip(rows, resized, strict=True)],
                 dtype=np.float64,
             ).reshape(n, 2)
         else:
@@ -281,6 +305,16 @@ class PerceptionReward:
             extent = np.empty((n, 2))
             extent[:, 0], extent[:, 1] = ex, ey
         return extent / size, extent
+
+    def _resized(self, kwargs: dict[str, Any], i: int, args: tuple[int, int, int]) -> tuple[int, int]:
+        width, height = int(kwargs["width"][i]), int(kwargs["height"][i])
+        try:
+            return _smart_resize(height, width, *args)[::-1]
+        except ValueError as e:  # aspect ratio above 200: the processor refuses such an image too
+            raise GroundTruthError(
+                f"{self._where(kwargs, i, 'width')}: a {width}x{height} image cannot be smart-resized ({e}); fix the "
+                "row or pass `model_image_sizes`"
+            ) from None
 
 
 def _first_size(sizes: Any) -> tuple[int, int] | None:

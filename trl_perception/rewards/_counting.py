@@ -90,6 +90,7 @@ class CountMatchReward(PerceptionReward):
 
     default_name = "count_match"
     default_task = "counting"
+    gt_columns = ("width", "height", "model_image_sizes", "points", "count")
 
     def __init__(self, prediction: str = "auto", max_predictions: int = 100, **kwargs: Any):
         if prediction not in ("auto", "boxes", "points"):
@@ -209,6 +210,7 @@ class CountExactReward(PerceptionReward):
 
     default_name = "count_exact"
     default_task = "counting"
+    gt_columns = ("count", "points")
 
     def __init__(self, source: str = "auto", **kwargs: Any):
         if source not in COUNT_SOURCES:

@@ -22,6 +22,7 @@ import numpy as np
 
 from ..geometry import box_convert, box_iou, box_iou_giou, sanitize_boxes
 from ..parsing import parse_boxes
+from ..validation import GroundTruthError
 from ._base import PerceptionReward, mean_or_nan
 from ._registry import register_reward
 from .categories import CategoryTable
@@ -120,6 +121,7 @@ class DetectionReward(PerceptionReward):
 
     default_name = "detection"
     default_task = "detection"
+    gt_columns = ("width", "height", "model_image_sizes", "boxes", "category_ids", "labels")
     presets: ClassVar[dict[str, dict[str, Any]]] = DETECTION_PRESETS  # the values of `preset`
 
     def __init__(
@@ -180,6 +182,7 @@ class DetectionReward(PerceptionReward):
         self.duplicate_iou = duplicate_iou
         self.categories = CategoryTable.from_any(categories, case_sensitive=case_sensitive_labels)
         self.max_reward = sum(config[k] for k in given if k.endswith("_weight") and k != "penalty_weight")
+        self.value_range = (0.0, float(self.max_reward))
         # DETR's class cost: softmax of a one-hot logit over C classes, read at the target class.
         c = len(self.categories)
         self._p_same = math.e / (math.e + c - 1)
@@ -204,21 +207,28 @@ class DetectionReward(PerceptionReward):
     # -- ground truth -------------------------------------------------------------------------------------------
 
     def _gt_classes(self, kwargs: dict[str, Any], i: int, n_boxes: int) -> np.ndarray:
+        # Types were validated (`gt_columns`); what is left is the lengths and the category table.
         ids = kwargs.get("category_ids")
         ids = ids[i] if ids is not None else None
         if ids is not None and len(ids) > 0:
-            index = [self.categories.index_of_id(c) for c in ids]
-            source = ids
+            index = [self.categories.index_of_id(int(c)) for c in ids]
+            source, column = ids, "category_ids"
         else:
             labels = kwargs.get("labels")
-            source = labels[i] if labels is not None else None
+            source, column = (labels[i] if labels is not None else None), "labels"
             if source is None or len(source) == 0:
-                raise ValueError(f"Row {i}: {self.__name__} needs `category_ids` or `labels` for its boxes.")
+                raise GroundTruthError(
+                    f"{self._where(kwargs, i, 'category_ids')}: missing; the reward needs `category_ids` or `labels` "
+                    f"for the row's {n_boxes} boxes"
+                )
             index = [self.categories.index_of_name(label) for label in source]
-        if len(index) != n_boxes or None in index:
-            raise ValueError(
-                f"Row {i}: ground-truth classes {list(source)!r} do not match its {n_boxes} boxes or are not in the "
-                f"category table; pass `categories=` for non-COCO label sets."
+        if len(index) != n_boxes:
+            raise GroundTruthError(f"{self._where(kwargs, i, column)}: {len(index)} classes for {n_boxes} boxes")
+        if None in index:
+            unknown = list(source)[index.index(None)]
+            raise GroundTruthError(
+                f"{self._where(kwargs, i, column)}: {unknown!r} is not in the category table; pass `categories=` for "
+                "non-COCO label sets"
             )
         return np.asarray(index, dtype=np.int64)
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from ..geometry import sanitize_boxes
 from ..parsing import check_answer_format, check_qwen2_vl_grounding_format, parse_boxes
 from ._base import PerceptionReward, mean_or_nan
@@ -88,8 +90,8 @@ class BoxFormatReward(PerceptionReward):
                 continue
             parsed = result.value
             _, valid = sanitize_boxes(parsed.boxes, inverted="reject")
-            if self.require_label:
-                valid &= [label is not None for label in parsed.labels]
+            if self.require_label:  # a mask of the same length as `valid`, also when no box parsed (`[]`, `[{}]`)
+                valid &= np.fromiter((label is not None for label in parsed.labels), dtype=bool, count=len(valid))
             good = int(valid.sum())
             total = len(parsed.coords) + parsed.num_malformed
             if self.graded:

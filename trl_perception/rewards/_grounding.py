@@ -68,6 +68,7 @@ class GroundingReward(PerceptionReward):
 
     default_name = "iou"
     default_task = "grounding"
+    gt_columns = ("width", "height", "model_image_sizes", "boxes")
 
     def __init__(
         self,

@@ -20,7 +20,7 @@ from typing import Any
 
 from rapidfuzz.distance import Levenshtein
 
-from ..parsing import parse_text
+from ..parsing import MAX_CHARS, parse_text
 from ._base import PerceptionReward, mean_or_nan
 from ._registry import register_reward
 
@@ -58,6 +58,77 @@ def normalize_text(
     return text
 
 
+# Starters (canonical combining class 0) that are the second element of a canonical composition (Unicode 14 data,
+# plus the Hangul vowel and trailing-consonant jamo of the algorithmic compositions): a chunk boundary before one of
+# them is unsafe. `tests/test_parsing_limits.py` checks the set against the running Python's `unicodedata`.
+_COMPOSING_STARTERS = frozenset(
+    chr(c)
+    for c in (
+        *(0x102E, 0x11127, 0x1133E, 0x11357, 0x114B0, 0x114BA, 0x114BD, 0x115AF, 0x11930, 0x1B35, 0x9BE, 0x9D7),
+        *(0xB3E, 0xB56, 0xB57, 0xBBE, 0xBD7, 0xCC2, 0xCD5, 0xCD6, 0xD3E, 0xD57, 0xDCF, 0xDDF, 0xFB5, 0xFB7),
+        *range(0x1161, 0x1176),
+        *range(0x11A8, 0x11C3),
+    )
+)
+_NORMALIZE_CHUNK = 64
+# A chunk boundary is searched at most this far past the chunk's end: a longer run of combining marks (or other
+# characters normalization must see together) is not text (UAX #15's stream-safe format allows 30), and CPython's
+# canonical reordering is quadratic in a run's length (`"a" + "\u0301\u0316" * 32767`: 3.7 s under NFKC).
+MAX_COMBINING_RUN = 32
+
+
+def _safe_boundary(text: str, index: int, form: str) -> bool:
+    """Whether normalizing `text[:index]` and `text[index:]` apart gives the same as normalizing `text`: the code
+    point at `index` decomposes to a starter that nothing before it can compose or reorder with."""
+    char = text[index]
+    if char < "\u0300":  # ASCII and Latin-1: starters, never the second element of a composition
+        return True
+    first = unicodedata.normalize("NFKD" if "K" in form else "NFD", char)[:1]
+    return unicodedata.combining(first) == 0 and first not in _COMPOSING_STARTERS
+
+
+def bounded_normalize(
+    text: str, form: str, max_chars: int = MAX_CHARS, chunk: int = _NORMALIZE_CHUNK, max_run: int = MAX_COMBINING_RUN
+) -> str | None:
+    """
+    `unicodedata.normalize(form, text)` in time linear in `len(text)`, or `None` when that is not possible: the
+    result would exceed `max_chars` code points (normalization expands a code point up to 18x: U+FDFA under NFKC),
+    or the text holds a run of more than about `max_run` code points that normalization must see together
+    (combining marks). The text is normalized in chunks of about `chunk` code points, split where normalization
+    cannot cross, and the work stops at the cap: 65,536 x U+FDFA costs a few milliseconds instead of building 1.2 M
+    characters, and a 64 K run of alternating combining marks costs nothing instead of seconds.
+
+    Example:
+
+    ```python
+    >>> bounded_normalize("\ufb01ne", "NFKC")
+    'fine'
+    >>> bounded_normalize("\ufdfa" * 10, "NFKC", max_chars=100) is None
+    True
+    >>> bounded_normalize("a" + "\u0301\u0316" * 100, "NFKC") is None
+    True
+
+    ```
+    """
+    if unicodedata.is_normalized(form, text):
+        return text if len(text) <= max_chars else None
+    pieces, total, start, n = [], 0, 0, len(text)
+    while start < n:
+        end = min(start + chunk, n)
+        limit = min(end + max_run, n)
+        while end < limit and not _safe_boundary(text, end, form):
+            end += 1
+        if end == limit < n:
+            return None  # no boundary within `max_run` code points: a run of combining marks
+        piece = unicodedata.normalize(form, text[start:end])
+        total += len(piece)
+        if total > max_chars:
+            return None
+        pieces.append(piece)
+        start = end
+    return "".join(pieces)
+
+
 class OcrEditDistanceReward(PerceptionReward):
     """
     `r = 1 − NED(pred, gt)`, where NED is the character Levenshtein distance (unit costs, no transpositions; computed
@@ -65,7 +136,10 @@ class OcrEditDistanceReward(PerceptionReward):
 
     Both texts empty after normalization gives 1 (an exactly right blank page); one empty gives 0. The prediction is
     the answer region ([`~trl_perception.parsing.parse_text`]); a parse failure (unterminated `<think>`, over-long
-    output) gives 0. Rows whose `text` column is `None` are not applicable.
+    output) gives 0. Rows whose `text` column is `None` are not applicable. The 65,536-character cap applies to the
+    prediction after Unicode normalization too (normalization can expand a code point up to 18x): a longer one, or
+    one with a run of more than 32 combining marks, is a parse failure (0), and normalization stops at the cap
+    ([`bounded_normalize`]), so its cost stays linear.
 
     Args:
         unicode_form (`str` or `None`, *optional*, defaults to `"NFKC"`):
@@ -83,6 +157,7 @@ class OcrEditDistanceReward(PerceptionReward):
 
     default_name = "ocr_edit_distance"
     default_task = "ocr"
+    gt_columns = ("text",)
 
     def __init__(
         self, unicode_form: str | None = "NFKC", whitespace: str = "collapse", lowercase: bool = False, **kwargs: Any
@@ -109,11 +184,15 @@ class OcrEditDistanceReward(PerceptionReward):
             if gt is None:
                 continue
             result = parse_text(texts[k])
-            failures.append(result.error is not None)
-            if result.error is not None:
+            pred = result.value
+            if pred is not None and self.unicode_form is not None:
+                pred = bounded_normalize(pred, self.unicode_form)  # `None`: longer than the cap once normalized
+            failures.append(pred is None)
+            if pred is None:
                 rewards[k] = 0.0
                 continue
-            pred, gt = self._normalize(result.value), self._normalize(gt)
+            pred = normalize_text(pred, None, self.whitespace, self.lowercase)
+            gt = self._normalize(gt)
             distance = Levenshtein.normalized_distance(pred, gt)  # 0.0 when both are empty
             distances.append(distance)
             exact.append(pred == gt)

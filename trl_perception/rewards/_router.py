@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from ..validation import GT_COLUMNS, ROWS_KWARG, check_column_lengths
 from ._registry import _REWARDS, register_reward
 
 
@@ -107,12 +108,16 @@ class TaskRouterReward:
         tasks = kwargs.get("task")
         if tasks is None:
             raise ValueError(f"Reward {self.__name__!r} routes by the `task` column, which the dataset lacks.")
+        # Before slicing: a column of the wrong length would otherwise reach the task rewards unsliced.
+        check_column_lengths(f"Reward {self.__name__!r}", kwargs, n, ("task", *GT_COLUMNS))
         rewards: list[float | None] = [None] * n
         for task, reward in self.rewards.items():
             rows = [i for i in range(n) if tasks[i] == task]
             if not rows:
                 continue
             sub = {key: _take(value, rows, n) for key, value in kwargs.items()}
+            batch_rows = kwargs.get(ROWS_KWARG)  # a router inside a router: keep the outer batch's row numbers
+            sub[ROWS_KWARG] = [batch_rows[i] for i in rows] if batch_rows is not None else rows
             values = reward(
                 prompts=_take(prompts, rows, n),
                 completions=[completions[i] for i in rows],
