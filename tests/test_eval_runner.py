@@ -18,6 +18,7 @@ the test writes from the ground truth, so every metric has an independently comp
 """
 
 import contextlib
+import dataclasses
 import io
 import json
 import math
@@ -161,6 +162,24 @@ def test_grounding_limit_and_batching(refcoco, tmp_path):
     assert result.metrics["num_samples"] == 5
     assert backend.batch_sizes == [2, 2, 1]
     assert not (tmp_path / "visualizations").exists()
+
+
+def test_truncated_completions_are_warned_in_the_results(refcoco, tmp_path):
+    class Truncating(ScriptedBackend):
+        def generate(self, prompts, images):  # every other completion hits the budget
+            out = super().generate(prompts, images)
+            return [dataclasses.replace(g, finish_reason="length") if i % 2 else g for i, g in enumerate(out)]
+
+    config = EvalConfig(task="grounding", output_dir=str(tmp_path), batch_size=4, limit=4, progress=False,
+                        num_visualizations=0)  # fmt: skip
+    evaluate(refcoco, config, Truncating(lambda i, p, im: '[{"bbox_2d": [0, 0, 10'))
+    summary = json.loads((tmp_path / "metrics.json").read_text())
+    assert summary["generation"]["truncated_rate"] == 0.5
+    assert (
+        "Warning: 50.0% of the completions stopped at the generation budget" in (tmp_path / "results.md").read_text()
+    )
+    evaluate(refcoco, config, ScriptedBackend(lambda i, p, im: "[0, 0, 10, 10]"))
+    assert "generation budget" not in (tmp_path / "results.md").read_text()
 
 
 def test_grounding_iou_threshold_is_inclusive_and_degenerate_boxes_score_zero():

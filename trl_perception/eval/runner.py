@@ -221,8 +221,8 @@ def evaluate(dataset, config: EvalConfig, backend) -> EvalResult:
         "num_samples": len(records),
         "metrics": {k: M.finite_or_none(v) for k, v in metrics.items()},
         "failures": dict(Counter(r["failure"] for r in records if r["failure"] is not None)),
-        "generation": _generation_stats(records, elapsed),
-        "notes": _notes(config, metrics),
+        "generation": (generation := _generation_stats(records, elapsed)),
+        "notes": _notes(config, metrics, generation),
         "config": {k: v for k, v in asdict(config).items() if k not in ("coco_gt", "run_info", "progress")},
         "run": config.run_info,
         **extra,
@@ -347,8 +347,15 @@ def _generation_stats(records, elapsed: float) -> dict[str, Any]:
     }
 
 
-def _notes(config: EvalConfig, metrics: dict[str, Any]) -> list[str]:
+def _notes(config: EvalConfig, metrics: dict[str, Any], generation: dict[str, Any]) -> list[str]:
     notes = []
+    truncated = generation.get("truncated_rate") or 0.0
+    if truncated > 0:
+        # A cut-off answer is usually a parse failure or a partial box list: the metric then measures the budget.
+        notes.append(
+            f"Warning: {100 * truncated:.1f}% of the completions stopped at the generation budget (finish_reason "
+            "'length') and were scored as cut off; raise --max-new-tokens."
+        )
     if config.task == "ocr":
         if metrics.get("meteor_wordnet") == "no_synonym_stage":
             notes.append(
