@@ -227,7 +227,11 @@ def test_a_signal_to_the_launcher_reaches_the_training_process(tmp_path, signum)
         f"sys.exit(_launch(['--num_processes', '1', 'sleeper.py', {str(pid_file)!r}], output_dir='run'))"
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    launcher = subprocess.Popen([sys.executable, "-c", code], cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
+    # As from a terminal, whatever this test runs under (a background job ignores SIGINT, nohup SIGHUP).
+    launcher = subprocess.Popen(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signum, signal.SIG_DFL),
+    )  # fmt: skip
     deadline = time.monotonic() + 300
     while not (pid_file.exists() and pid_file.read_text()):
         assert launcher.poll() is None, launcher.communicate()[1]
@@ -238,6 +242,41 @@ def test_a_signal_to_the_launcher_reaches_the_training_process(tmp_path, signum)
     _, err = launcher.communicate(timeout=60)
     assert launcher.returncode == 128 + signum
     assert f"stopped by {signal.Signals(signum).name}" in err
+    deadline = time.monotonic() + 30
+    while _alive(training):
+        assert time.monotonic() < deadline, "the training process outlived the launcher"
+        time.sleep(0.2)
+
+
+def test_an_ignored_sighup_is_not_forwarded_and_sigterm_still_stops_the_run(tmp_path):
+    """Under `nohup` (SIGHUP ignored) closing the terminal must not stop the run; SIGTERM still stops all of it."""
+    (tmp_path / "sleeper.py").write_text(SLEEPER)
+    pid_file = tmp_path / "pid"
+    code = (
+        "import sys; from trl_perception.cli import _launch; "
+        f"sys.exit(_launch(['--num_processes', '1', 'sleeper.py', {str(pid_file)!r}], output_dir='run'))"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+
+    def as_nohup():
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+    launcher = subprocess.Popen(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True, preexec_fn=as_nohup
+    )
+    deadline = time.monotonic() + 300
+    while not (pid_file.exists() and pid_file.read_text()):
+        assert launcher.poll() is None, launcher.communicate()[1]
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    training = psutil.Process(int(pid_file.read_text()))
+    launcher.send_signal(signal.SIGHUP)
+    time.sleep(2)
+    assert launcher.poll() is None and _alive(training)
+    launcher.send_signal(signal.SIGTERM)
+    _, err = launcher.communicate(timeout=60)
+    assert launcher.returncode == 128 + signal.SIGTERM and "stopped by SIGTERM" in err
     deadline = time.monotonic() + 30
     while _alive(training):
         assert time.monotonic() < deadline, "the training process outlived the launcher"

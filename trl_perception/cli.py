@@ -99,6 +99,7 @@ def _launch(launch_argv: list[str], output_dir: str) -> int:
     killed. A failed training process has printed its error, so only one line is added.
     """
     import signal
+    import time
 
     command = [sys.executable, "-m", "trl_perception.scripts.launch", *launch_argv]
     child = subprocess.Popen(command, process_group=0)
@@ -110,11 +111,23 @@ def _launch(launch_argv: list[str], output_dir: str) -> int:
 
     previous = {}
     for name in _FORWARDED_SIGNALS:
-        if hasattr(signal, name):
-            signum = getattr(signal, name)
-            previous[signum] = signal.signal(signum, forward)
+        signum = getattr(signal, name, None)
+        # A signal this command ignores stays ignored (nohup's SIGHUP, SIGINT of a background job): the run goes on.
+        if signum is None or signal.getsignal(signum) == signal.SIG_IGN:
+            continue
+        previous[signum] = signal.signal(signum, forward)
+    deadline = None
     try:
-        code = child.wait()
+        # Poll, so that a group that ignores the forwarded signal is killed after the grace period.
+        while True:
+            try:
+                code = child.wait(timeout=0.5)
+                break
+            except subprocess.TimeoutExpired:
+                if received and deadline is None:
+                    deadline = time.monotonic() + STOP_GRACE_S
+                if deadline is not None and time.monotonic() > deadline:
+                    _signal_group(child.pid, signal.SIGKILL)
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
