@@ -20,6 +20,10 @@ counted with a reason), scored, and the run directory is complete with defined m
 
 import json
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -32,6 +36,9 @@ from trl_perception.data.fixtures import (
 from trl_perception.eval.cli import main
 from trl_perception.parsing import PARSE_ERRORS
 from trl_perception.testing import build_tiny_model
+
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 pytestmark = pytest.mark.slow
@@ -170,7 +177,16 @@ def test_cli_chat_template_kwargs_switch_qwen3_5_thinking_off(task_args, tmp_pat
     lengths = {}
     for name, extra in (("default", []), ("no-thinking", ["--chat-template-kwargs", '{"enable_thinking": false}'])):
         out = tmp_path / name
-        summary = run_cli("grounding", model, task_args["grounding"], out, "hf", ["--limit", "2", *extra])
+        # A process of its own: once vLLM is imported (earlier tests here), transformers 5.17 no longer builds the
+        # Qwen3.5 vision tower ("Qwen3_5VisionConfig has no attribute num_attention_heads").
+        argv = ["--task", "grounding", "--model", model, *task_args["grounding"], "--backend", "hf",
+                "--output-dir", str(out), "--max-new-tokens", "12", "--batch-size", "2", "--no-progress",
+                "--limit", "2", *extra]  # fmt: skip
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+        command = [sys.executable, "-m", "trl_perception.cli", "eval", *argv]
+        proc = subprocess.run(command, capture_output=True, text=True, env=env)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        summary = json.loads((out / "metrics.json").read_text())
         records = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
         lengths[name] = [r["num_prompt_tokens"] for r in records]
     assert summary["run"]["backend_kwargs"]["chat_template_kwargs"] == {"enable_thinking": False}
