@@ -217,9 +217,9 @@ while True:
 """
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
-def test_a_signal_to_the_launcher_reaches_the_training_process(tmp_path, signum):
-    # The launcher of `trl-perception train` runs a real `accelerate launch` of a script that sleeps until stopped.
+def _start_launcher(tmp_path, preexec_fn):
+    """The launcher of `trl-perception train` running a real `accelerate launch` of a script that sleeps until stopped;
+    returns it and the training process once that has started."""
     (tmp_path / "sleeper.py").write_text(SLEEPER)
     pid_file = tmp_path / "pid"
     code = (
@@ -227,18 +227,18 @@ def test_a_signal_to_the_launcher_reaches_the_training_process(tmp_path, signum)
         f"sys.exit(_launch(['--num_processes', '1', 'sleeper.py', {str(pid_file)!r}], output_dir='run'))"
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    # As from a terminal, whatever this test runs under (a background job ignores SIGINT, nohup SIGHUP).
     launcher = subprocess.Popen(
-        [sys.executable, "-c", code], cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True,
-        preexec_fn=lambda: signal.signal(signum, signal.SIG_DFL),
-    )  # fmt: skip
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True, preexec_fn=preexec_fn
+    )
     deadline = time.monotonic() + 300
     while not (pid_file.exists() and pid_file.read_text()):
         assert launcher.poll() is None, launcher.communicate()[1]
         assert time.monotonic() < deadline
         time.sleep(0.2)
-    training = psutil.Process(int(pid_file.read_text()))
-    launcher.send_signal(signum)
+    return launcher, psutil.Process(int(pid_file.read_text()))
+
+
+def _assert_stopped(launcher, training, signum):
     _, err = launcher.communicate(timeout=60)
     assert launcher.returncode == 128 + signum
     assert f"stopped by {signal.Signals(signum).name}" in err
@@ -248,39 +248,27 @@ def test_a_signal_to_the_launcher_reaches_the_training_process(tmp_path, signum)
         time.sleep(0.2)
 
 
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+def test_a_signal_to_the_launcher_reaches_the_training_process(tmp_path, signum):
+    # As from a terminal, whatever this test runs under (a background job ignores SIGINT, nohup SIGHUP).
+    launcher, training = _start_launcher(tmp_path, lambda: signal.signal(signum, signal.SIG_DFL))
+    launcher.send_signal(signum)
+    _assert_stopped(launcher, training, signum)
+
+
 def test_an_ignored_sighup_is_not_forwarded_and_sigterm_still_stops_the_run(tmp_path):
     """Under `nohup` (SIGHUP ignored) closing the terminal must not stop the run; SIGTERM still stops all of it."""
-    (tmp_path / "sleeper.py").write_text(SLEEPER)
-    pid_file = tmp_path / "pid"
-    code = (
-        "import sys; from trl_perception.cli import _launch; "
-        f"sys.exit(_launch(['--num_processes', '1', 'sleeper.py', {str(pid_file)!r}], output_dir='run'))"
-    )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
 
     def as_nohup():
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
-    launcher = subprocess.Popen(
-        [sys.executable, "-c", code], cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True, preexec_fn=as_nohup
-    )
-    deadline = time.monotonic() + 300
-    while not (pid_file.exists() and pid_file.read_text()):
-        assert launcher.poll() is None, launcher.communicate()[1]
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
-    training = psutil.Process(int(pid_file.read_text()))
+    launcher, training = _start_launcher(tmp_path, as_nohup)
     launcher.send_signal(signal.SIGHUP)
     time.sleep(2)
     assert launcher.poll() is None and _alive(training)
     launcher.send_signal(signal.SIGTERM)
-    _, err = launcher.communicate(timeout=60)
-    assert launcher.returncode == 128 + signal.SIGTERM and "stopped by SIGTERM" in err
-    deadline = time.monotonic() + 30
-    while _alive(training):
-        assert time.monotonic() < deadline, "the training process outlived the launcher"
-        time.sleep(0.2)
+    _assert_stopped(launcher, training, signal.SIGTERM)
 
 
 def _alive(process: psutil.Process) -> bool:
