@@ -68,7 +68,7 @@ def run_train(capsys, *args: str) -> tuple[int, str, str]:
 
 
 def test_dataset_kwargs_on_the_command_line_merge_with_the_recipe():
-    # The README's COCO command: only data_dir changes, the recipe's filters stay.
+    # The COCO command of docs/cli.md: only data_dir changes, the recipe's filters stay.
     script_args, _, _ = parse("--config", DETECTION, *CPU, "--dataset_kwargs", '{"data_dir": "/data/coco"}')
     assert script_args.dataset_kwargs == {
         "data_dir": "/data/coco",
@@ -307,7 +307,7 @@ def test_dotted_paths_take_reward_kwargs(user_rewards):
 
 
 def test_a_user_reward_built_from_a_stock_one_logs_under_its_own_name(user_rewards):
-    # The README example: next to the stock reward, it must not mix its logs with it.
+    # The docs/rewards.md example: next to the stock reward, it must not mix its logs with it.
     rewards, _ = validate("--reward_funcs", "iou_squared", f"{user_rewards}.iou_1m")
     assert [r.__name__ for r in rewards] == ["iou_squared", "iou_squared_1m"]
 

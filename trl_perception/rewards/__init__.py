@@ -11,7 +11,7 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Perception rewards for TRL's `GRPOTrainer` (see the README's "Perception rewards" section).
+"""Perception rewards for TRL's `GRPOTrainer` (see docs/rewards.md).
 
 Every reward follows TRL's reward API, `reward(prompts, completions, completion_ids=None, **kwargs) ->
 list[float | None]`, reads its ground truth from the dataset columns of `trl_perception/data/schema.py`, and logs its

@@ -55,7 +55,7 @@ def register_reward(name: str) -> Callable[[Callable[..., Any]], Callable[..., A
 
 def get_reward(name: str, /, **options: Any) -> Any:
     """
-    Build the reward registered as `name`, configured with `options` (see the README's "Perception rewards" section for each reward's
+    Build the reward registered as `name`, configured with `options` (see docs/rewards.md for each reward's
     options). The result is a TRL reward callable whose `__name__` is `name` unless the option `name=` overrides it.
 
     Example:
