@@ -26,6 +26,7 @@ from trl_perception import parsing
 from trl_perception.parsing import (
     _CASE_FOLD,
     MAX_COUNT_DIGITS,
+    MAX_COUNT_TOKENS,
     ParseResult,
     _answer,
     _ci,
@@ -156,6 +157,17 @@ def test_parse_count_matches_the_reference(pieces):
     assert parse_count(text) == reference_parse_count(text)
 
 
+_FILLERS = ["", "x" * 300, " " * 300, "\u00e9" * 300, "[(" * 150, "thin " * 60]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(_COUNT_PIECES), max_size=12), st.sampled_from(_FILLERS), st.sampled_from(_FILLERS))
+def test_parse_count_prescans_match_the_reference(pieces, before, after):
+    """Answers longer than the pre-scan threshold (number-word and digit pre-scans) give the reference's results."""
+    text = before + "".join(pieces) + after
+    assert parse_count(text) == reference_parse_count(text)
+
+
 def test_count_pattern_case_classes_match_ignorecase():
     """The count pattern spells case out in classes: they hold exactly what `re.IGNORECASE` matches."""
     every_char = "".join(chr(c) for c in range(0x110000) if not 0xD800 <= c < 0xE000)
@@ -167,9 +179,16 @@ def test_count_pattern_case_classes_match_ignorecase():
 
 
 def test_parse_count_number_dense_text():
-    assert parse_count("[1,2,3," * 9362).error == "ambiguous_count"
-    assert parse_count("(1," * 21845).value == 1
-    assert parse_count("<answer>" + "1 " * 30000 + "12345678901</answer>").error == "count_too_large"
+    # More than MAX_COUNT_TOKENS integers: not a count answer, and the scan stops there.
+    assert parse_count("[1,2,3," * 9362).error == "too_many_numbers"
+    assert parse_count("(1," * 21845).error == "too_many_numbers"
+    assert parse_count("<answer>" + "1 " * 30000 + "12345678901</answer>").error == "too_many_numbers"
+    # Up to the limit, the reference's results.
+    at_limit = "<answer>" + "1 " * (MAX_COUNT_TOKENS - 1) + "12345678901</answer>"
+    assert parse_count(at_limit) == reference_parse_count(at_limit) == ParseResult(error="count_too_large")
+    assert parse_count("(1," * MAX_COUNT_TOKENS).value == 1
+    assert parse_count("(1," * (MAX_COUNT_TOKENS + 1)).error == "too_many_numbers"
+    assert parse_count("x" * 5000 + " 7 " + "x" * 5000).value == 7
     assert parse_count("Twenty-One and twenty one").value == 21
     assert [parse_count(w).value for w in ("\u017fix", "e\u0130ght", "f\u0131ve", "SEVENTY-\u017fIX")] == [6, 8, 5, 76]
 
