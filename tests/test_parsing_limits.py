@@ -282,3 +282,55 @@ def test_ocr_reward_caps_the_prediction_after_normalization():
     )
     assert values == [0.0, 0.0, 1.0]
     assert logged["ocr_edit_distance/parse_failure_rate"] == 2 / 3
+
+
+# -- scan limits and pre-scans of the box and point syntaxes ---------------------------------------------------
+
+# Long fillers take the capped scan (texts over `limit x shortest match`) and exercise the `str` pre-scans.
+_LONG_FILLERS = ["", "x" * 10000, "[(" * 5000, "1 " * 5000, ")]" * 5000]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(_LIST_PIECES), max_size=24), st.sampled_from(_LONG_FILLERS))
+def test_box_and_point_syntaxes_on_long_answers_match_the_reference(pieces, filler):
+    text = filler + "".join(pieces) + filler
+    for name, parse in (
+        ("_LIST4_RE", lambda t: parsing.parse_boxes(t, format="list", extract=False)),
+        ("_QWEN2_VL_BOX_RE", lambda t: parsing.parse_boxes(t, format="pairs", extract=False)),
+        ("_LIST2_RE", lambda t: parsing.parse_points(t, format="list", extract=False)),
+    ):
+        expected = re.findall(REFERENCE_NUMBER_PATTERNS[name], text)
+        result = parse(text)
+        if not expected:
+            assert result.error in ("no_boxes", "no_points"), name
+            continue
+        assert result.value.coords == [[float(v) for v in m] for m in expected[: parsing.MAX_BOXES]], name
+        assert result.value.num_items == min(len(expected), parsing.MAX_BOXES + 1), name
+
+
+def test_list_syntaxes_stop_scanning_after_the_limit():
+    from trl_perception.rewards import predicted_count
+
+    v = parsing.parse_boxes("[1,2,3,4]" * 1500).value
+    assert len(v.coords) == 1000 and v.num_items == 1001 and v.capped
+    v = parsing.parse_boxes("[1,2,3,4]" * 1500, max_boxes=1).value
+    assert len(v.coords) == 1 and v.num_items == 1001 and v.capped
+    v = parsing.parse_boxes("(1,2),(3,4)," * 1500, max_boxes=5).value
+    assert v.format == "pairs" and len(v.coords) == 5 and v.num_items == 1001
+    v = parsing.parse_boxes("<ref>a</ref><box>[[1,2,3,4]]</box>" * 1200, format="ref_box").value
+    assert len(v.coords) == 1000 and v.num_items == 1001 and v.labels[-1] == "a"
+    assert parsing.parse_points("[1,2] " * 1500).value.num_items == 1001
+    # JSON answers count every item.
+    items = ",".join('{"bbox_2d":[1,2,3,4]}' for _ in range(1500))
+    assert parsing.parse_boxes(f"[{items}]").value.num_items == 1500
+    # A count of objects is read exactly up to MAX_BOXES; beyond, it is a counted failure, not a guess.
+    assert predicted_count("[1,2,3,4] " * 1000) == (1000, None)
+    assert predicted_count("[1,2,3,4] " * 1001) == (None, "count_too_large")
+    assert predicted_count(f"[{items}]") == (None, "count_too_large")
+
+
+def test_ocr_table_normalization_of_repeated_characters():
+    for text in ("\u3300" * 16384, "ab\u3300\uff21 " * 3000, "\uff21" * 65536, "\ufb01" * 30000):
+        for form in ("NFC", "NFD", "NFKC", "NFKD"):
+            expected = unicodedata.normalize(form, text)
+            assert bounded_normalize(text, form) == (expected if len(expected) <= 65536 else None), (text[:4], form)
