@@ -161,6 +161,8 @@ class ParsedPoints:
 # A number, possessive (Python >= 3.11): what follows a number in every pattern (space, comma, bracket) is never a
 # digit, dot, sign or exponent, so giving characters back can never make a match, and is not tried.
 _NUM = r"[-+]?+(?>\d++(?:\.\d*+)?+|\.\d++)(?:[eE][-+]?+\d++)?+"
+
+
 # After an opening bracket, a lookahead first checks what every match implies: a number starts, and the next bracket
 # character closes after exactly `commas` commas (numbers and `\s` hold neither). An opening bracket that starts no
 # such list (`"(1,(1,(1,"`, or a 2-number list for the 4-number pattern, 64 KB of them) then fails in a C loop over a
