@@ -21,13 +21,17 @@ presets and main options, valid ground truth of its task). Per variant it report
 - `exc`: exceptions, `nan`: non-finite values, `range`: values outside the documented range (target 0 / 0 / 0);
 - p50 / p99 / max CPU time per completion (thread CPU time, robust to other load; targets p99 < 1 ms, max < 20 ms).
   The cap-sized attacks are 5% of the inputs, so the p99 falls among them; `p99<4K` is the p99 of the others;
-- `re-timed ms`: the variant's worst inputs run again at the end, fastest of 5 runs. On a shared or virtual machine a
+- `re-timed ms`: the variant's worst inputs (the slowest input of each of its 3 slowest input families) run again at
+  the end, fastest of 5 runs. On a shared or virtual machine a
   single timing can include time the machine took elsewhere (stolen slices are counted as the thread's); the
   re-timed value is the input's own cost, and the one held to the 20 ms target;
 - `max/base`: the max divided by the same variant's time on a plain well-formed answer, measured in the same run
   (a machine-independent ratio: how much worse the worst input is than a normal one).
 
-The worst inputs (by re-timed CPU time) are listed at the end, with a line on the targets. `--workers` splits the
+`worst input family` is the family (`tests/fuzz_corpus.py`: soup, a message form, or an attack's prefix, unit and
+size) of the variant's worst re-timed input. The worst inputs (by re-timed CPU time) are listed at the end, with a line
+on the targets, and the input families with the most inputs of 1 ms or more; `--json` also records, per variant, each
+family's inputs, inputs >= 1 ms and max. `--workers` splits the
 completions over processes; each prints its progress to stderr. Times are kept as 8-byte integers: 1,000,000
 completions x 28 variants hold about 220 MB.
 
