@@ -21,17 +21,24 @@ presets and main options, valid ground truth of its task). Per variant it report
 - `exc`: exceptions, `nan`: non-finite values, `range`: values outside the documented range (target 0 / 0 / 0);
 - p50 / p99 / max CPU time per completion (thread CPU time, robust to other load; targets p99 < 1 ms, max < 20 ms).
   The cap-sized attacks are 5% of the inputs, so the p99 falls among them; `p99<4K` is the p99 of the others;
-- `re-timed ms`: the variant's worst inputs run again at the end, fastest of 5 runs. On a shared or virtual machine a
+- `re-timed ms`: the variant's worst inputs (the slowest input of each of its 3 slowest input families) run again at
+  the end, fastest of 5 runs. On a shared or virtual machine a
   single timing can include time the machine took elsewhere (stolen slices are counted as the thread's); the
   re-timed value is the input's own cost, and the one held to the 20 ms target;
 - `max/base`: the max divided by the same variant's time on a plain well-formed answer, measured in the same run
   (a machine-independent ratio: how much worse the worst input is than a normal one).
 
-The worst inputs (by re-timed CPU time) are listed at the end, with a line on the targets. `--workers` splits the
+`worst input family` is the family (`tests/fuzz_corpus.py`: soup, a message form, or an attack's prefix, unit and
+size) of the variant's worst re-timed input. The worst inputs (by re-timed CPU time) are listed at the end, with a line
+on the targets, and the input families with the most inputs of 1 ms or more; `--json` also records, per variant, each
+family's inputs, inputs >= 1 ms and max. `--workers` splits the
 completions over processes; each prints its progress to stderr. Times are kept as 8-byte integers: 1,000,000
 completions x 28 variants hold about 220 MB.
 
-Usage: `python benchmarks/fuzz.py [--n 1000000] [--workers 16] [--seed 0] [--json out.json]`.
+`--max-minutes` stops each worker at a wall-clock budget and reports the number of completions actually scored (a
+prefix of the same seeded sequence), so that a run on a busy machine ends on time with an exact `n`.
+
+Usage: `python benchmarks/fuzz.py [--n 1000000] [--workers 16] [--seed 0] [--max-minutes M] [--json out.json]`.
 """
 
 from __future__ import annotations
@@ -60,7 +67,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from fuzz_corpus import adversarial_completion, columns, ground_truth, reward_variants, value_range  # noqa: E402
+from fuzz_corpus import (  # noqa: E402
+    adversarial_completion_and_family,
+    columns,
+    ground_truth,
+    reward_variants,
+    value_range,
+)
 
 
 RETIME = 5
@@ -91,8 +104,8 @@ def _baseline(reward, cols, task: str, repeats: int = 200) -> int:
     return samples[len(samples) // 2]
 
 
-def run_shard(args: tuple[int, int, int]) -> dict:
-    shard, n, seed = args
+def run_shard(args: tuple[int, int, int, float]) -> dict:
+    shard, n, seed, budget_s = args
     warnings.simplefilter("ignore")
     rng = random.Random(f"{seed}-{shard}")
     variants = reward_variants()
@@ -106,26 +119,33 @@ def run_shard(args: tuple[int, int, int]) -> dict:
             "nan": 0,
             "range": 0,
             "worst": [],
+            "families": {},
             "errors": {},
             "base_ns": _baseline(reward, cols, task),
             "cols": cols,
+            "range_": value_range(reward),
         }
     gc.disable()  # a collection is not the cost of the input it happens to interrupt: collect between inputs
     started = time.perf_counter()
+    done = n
     for index in range(n):
         if index % 1000 == 0:
             gc.collect()
+            if index and time.perf_counter() - started > budget_s:
+                done = index
+                print(f"shard {shard}: time budget reached after {index:,} completions", file=sys.stderr, flush=True)
+                break
             if index and index % 20000 == 0:
                 print(
                     f"shard {shard}: {index:,}/{n:,} in {time.perf_counter() - started:.0f} s",
                     file=sys.stderr,
                     flush=True,
                 )
-        completion = adversarial_completion(rng)
+        completion, family = adversarial_completion_and_family(rng)
         capped = isinstance(completion, str) and len(completion) >= 4096
         for label, reward, _task in variants:
             s = state[label]
-            low, high = value_range(reward)
+            low, high = s["range_"]
             start = time.thread_time_ns()
             try:
                 (value,) = reward(completions=[completion], **s["cols"])
@@ -141,36 +161,47 @@ def run_shard(args: tuple[int, int, int]) -> dict:
                 elif not low - 1e-9 <= value <= high + 1e-9:
                     s["range"] += 1
             s["cap_times" if capped else "times"].append(elapsed)
-            worst = s["worst"]
+            stats = s["families"].get(family)
+            if stats is None:
+                stats = s["families"][family] = [0, 0, 0]  # inputs, inputs >= 1 ms, max ns
+            stats[0] += 1
+            stats[1] += elapsed >= 1_000_000
+            if elapsed > stats[2]:
+                stats[2] = elapsed
+            worst = s["worst"]  # the slowest input of each of the 3 slowest families
             if len(worst) < 3 or elapsed > worst[-1][0]:
-                worst.append((elapsed, _describe(completion), completion))
-                worst.sort(key=lambda w: -w[0])
-                del worst[3:]
+                same = [w for w in worst if w[1] == family]
+                if not same or elapsed > same[0][0]:
+                    worst[:] = [w for w in worst if w[1] != family]
+                    worst.append((elapsed, family, f"{family}: {_describe(completion)}", completion))
+                    worst.sort(key=lambda w: -w[0])
+                    del worst[3:]
     gc.enable()
     # A single timing can include the machine's noise (an interrupt, a stolen time slice): re-time each variant's
     # worst inputs and keep the fastest of `RETIME` runs, the cost of the input itself.
     for label, reward, _task in variants:
         s = state[label]
         retimed = []
-        for _elapsed, description, completion in s["worst"]:
+        for _elapsed, family, description, completion in s["worst"]:
             runs = []
             for _ in range(RETIME):
                 start = time.thread_time_ns()
                 with contextlib.suppress(Exception):
                     reward(completions=[completion], **s["cols"])
                 runs.append(time.thread_time_ns() - start)
-            retimed.append((min(runs), description))
-        s["worst"] = [(t, d) for t, d, _c in s["worst"]]
+            retimed.append((min(runs), description, family))
+        s["worst"] = [(t, d) for t, _f, d, _c in s["worst"]]
         s["retimed"] = sorted(retimed, key=lambda w: -w[0])
     for s in state.values():
         s.pop("cols")
-    return state
+        s.pop("range_")
+    return {"n": done, "variants": state}
 
 
 def _merge(states: list[dict]) -> dict:
     merged = {}
     for state in states:
-        for label, s in state.items():
+        for label, s in state["variants"].items():
             m = merged.setdefault(
                 label,
                 {
@@ -181,10 +212,14 @@ def _merge(states: list[dict]) -> dict:
                     "range": 0,
                     "worst": [],
                     "retimed": [],
+                    "families": {},
                     "errors": {},
                     "base_ns": [],
                 },
             )
+            for family, (count, slow, worst_ns) in s["families"].items():
+                f = m["families"].setdefault(family, [0, 0, 0])
+                f[0], f[1], f[2] = f[0] + count, f[1] + slow, max(f[2], worst_ns)
             m["times"].extend(s["times"])
             m["cap_times"].extend(s["cap_times"])
             for key in ("exc", "nan", "range"):
@@ -206,10 +241,14 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=str, default=None)
+    parser.add_argument(
+        "--max-minutes", type=float, default=None, help="stop each worker after this wall time; report the n scored"
+    )
     args = parser.parse_args()
 
     workers = max(1, args.workers)
-    shards = [(i, args.n // workers + (i < args.n % workers), args.seed) for i in range(workers)]
+    budget_s = math.inf if args.max_minutes is None else 60.0 * args.max_minutes
+    shards = [(i, args.n // workers + (i < args.n % workers), args.seed, budget_s) for i in range(workers)]
     started = time.perf_counter()
     if workers == 1:
         states = [run_shard(shards[0])]
@@ -218,9 +257,12 @@ def main() -> None:
             states = pool.map(run_shard, shards)
     merged = _merge(states)
     wall = time.perf_counter() - started
+    n_done = sum(state["n"] for state in states)
 
+    stopped = f" (stopped by --max-minutes; {args.n:,} requested)" if n_done < args.n else ""
     print(
-        f"{args.n:,} adversarial completions x {len(merged)} reward variants, {workers} worker(s), {wall:.0f} s wall"
+        f"{n_done:,} adversarial completions x {len(merged)} reward variants, {workers} worker(s), {wall:.0f} s wall"
+        f"{stopped}"
     )
     print("times: CPU per completion, one completion per call; 'cap' = the cap-sized attacks (4 K-64 K chars, 5% of")
     print("the inputs, so p99 falls among them); 'p99<4K' = p99 of the other inputs;")
@@ -229,12 +271,19 @@ def main() -> None:
     )
     header = (
         f"{'variant':38} {'exc':>4} {'nan':>4} {'range':>5} {'p50 µs':>8} {'p99 µs':>8} {'p99<4K µs':>9} "
-        f"{'max ms':>7} {'re-timed ms':>11} {'cap p50 ms':>10} {'base µs':>8} {'max/base':>9}"
+        f"{'max ms':>7} {'re-timed ms':>11} {'cap p50 ms':>10} {'base µs':>8} {'max/base':>9}  worst input family"
     )
     print(header)
     print("-" * len(header))
-    report = {"n": args.n, "workers": workers, "wall_s": wall, "variants": {}}
-    overall_worst = []
+    report = {
+        "n": n_done,
+        "n_requested": args.n,
+        "seed": args.seed,
+        "workers": workers,
+        "wall_s": wall,
+        "variants": {},
+    }
+    overall_worst, slow_families = [], []
     over_p99 = over_max = failures = 0
     for label, m in merged.items():
         cap = np.sort(np.frombuffer(m["cap_times"], dtype=np.int64)) if m["cap_times"] else np.zeros(1, np.int64)
@@ -246,7 +295,7 @@ def main() -> None:
         print(
             f"{label:38} {m['exc']:>4} {m['nan']:>4} {m['range']:>5} {p50 / 1e3:>8.1f} {p99 / 1e3:>8.1f} "
             f"{_quantile(small, 0.99) / 1e3:>9.1f} {worst / 1e6:>7.2f} {retimed / 1e6:>11.2f} {_quantile(cap, 0.5) / 1e6:>10.2f} {base / 1e3:>8.1f} "
-            f"{worst / base:>9.1f}"
+            f"{worst / base:>9.1f}  {m['retimed'][0][2] if m['retimed'] else ''}"
         )
         over_p99 += p99 >= 1_000_000
         over_max += retimed >= 20_000_000
@@ -267,9 +316,19 @@ def main() -> None:
             "max_over_baseline": worst / base,
             "errors": m["errors"],
             "worst_inputs": [(t / 1e6, d) for t, d in m["worst"]],
-            "worst_inputs_retimed": [(t / 1e6, d) for t, d in m["retimed"]],
+            "worst_inputs_retimed": [(t / 1e6, d) for t, d, _f in m["retimed"]],
+            "worst_family": m["retimed"][0][2] if m["retimed"] else None,
+            # Per input family: inputs, inputs >= 1 ms, max ms (families with an input >= 0.5 ms).
+            "families": {
+                family: [count, slow, worst_ns / 1e6]
+                for family, (count, slow, worst_ns) in sorted(m["families"].items(), key=lambda kv: -kv[1][2])
+                if worst_ns >= 500_000
+            },
         }
-        overall_worst.extend((t, label, d) for t, d in m["retimed"])
+        overall_worst.extend((t, label, d) for t, d, _f in m["retimed"])
+        slow_families.extend(
+            (slow, label, family, count, worst_ns) for family, (count, slow, worst_ns) in m["families"].items() if slow
+        )
     print(
         f"\ntargets: exceptions / non-finite / out of range {failures} (target 0); variants with p99 >= 1 ms: "
         f"{over_p99}; with a re-timed worst input >= 20 ms: {over_max}"
@@ -277,6 +336,9 @@ def main() -> None:
     print(f"\nworst inputs, re-timed (fastest of {RETIME} runs; CPU ms, variant, input):")
     for t, label, d in sorted(overall_worst, key=lambda w: -w[0])[:10]:
         print(f"  {t / 1e6:8.2f}  {label:38} {d}")
+    print("\ninput families with the most inputs >= 1 ms (variant, family, inputs >= 1 ms / inputs, max ms):")
+    for slow, label, family, count, worst_ns in sorted(slow_families, key=lambda w: -w[0])[:15]:
+        print(f"  {label:38} {family:50} {slow:>6,} / {count:<8,} {worst_ns / 1e6:8.2f}")
     errors = {label: m["errors"] for label, m in merged.items() if m["errors"]}
     if errors:
         print("\nexceptions (first input per message):")

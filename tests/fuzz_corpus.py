@@ -141,35 +141,51 @@ def random_completion(rng: random.Random, max_pieces: int = 24) -> str:
     return "".join(rng.choice(PIECES) for _ in range(rng.randint(0, max_pieces)))
 
 
-def spam_completion(rng: random.Random, max_chars: int = MAX_CHARS) -> str:
+_SPAM_PREFIXES = ("", "<think>", "<answer>", "<think>x</think><answer>", "```json\n")
+_MESSAGES: tuple[tuple[str, Callable[[str], Any]], ...] = (
+    ("message", lambda text: [{"role": "assistant", "content": text}]),
+    (
+        "message parts",
+        lambda text: [{"role": "assistant", "content": [{"type": "text", "text": text}, {"type": "image"}]}],
+    ),
+    ("message text None", lambda text: [{"role": "assistant", "content": [{"type": "text", "text": None}]}]),
+    ("message text int", lambda text: [{"role": "assistant", "content": [{"type": "text", "text": 123}]}]),
+    ("message content None", lambda text: [{"role": "assistant", "content": None}]),
+    ("message no content", lambda text: [{"role": "assistant"}]),
+    ("empty list", lambda text: []),
+    ("None", lambda text: None),
+    ("int", lambda text: 42),
+)
+
+
+def _spam(rng: random.Random, max_chars: int = MAX_CHARS) -> tuple[str, str]:
     unit = rng.choice(SPAM_UNITS)
     size = rng.choice((max_chars // 16, max_chars // 4, max_chars))
-    prefix = rng.choice(("", "<think>", "<answer>", "<think>x</think><answer>", "```json\n"))
+    prefix = rng.choice(_SPAM_PREFIXES)
     body = unit * max(1, (size - len(prefix)) // len(unit))
-    return (prefix + body)[:max_chars]
+    return (prefix + body)[:max_chars], f"{prefix!r} + {unit!r} x {size // 1024}K"
+
+
+def spam_completion(rng: random.Random, max_chars: int = MAX_CHARS) -> str:
+    return _spam(rng, max_chars)[0]
+
+
+def adversarial_completion_and_family(rng: random.Random, spam_rate: float = 0.05) -> tuple[Any, str]:
+    """`adversarial_completion` and the family it was drawn from (`"soup"`, a message form, or the attack: prefix,
+    repeated unit and size); the same draws from `rng`."""
+    roll = rng.random()
+    if roll < spam_rate:
+        return _spam(rng)
+    text = random_completion(rng)
+    if roll < spam_rate + 0.05:  # conversational forms, some malformed
+        family, build = rng.choice(_MESSAGES)
+        return build(text), family
+    return text, "soup"
 
 
 def adversarial_completion(rng: random.Random, spam_rate: float = 0.05) -> Any:
     """One completion: mostly random piece soup, sometimes a cap-sized attack, sometimes a malformed message."""
-    roll = rng.random()
-    if roll < spam_rate:
-        return spam_completion(rng)
-    text = random_completion(rng)
-    if roll < spam_rate + 0.05:  # conversational forms, some malformed
-        return rng.choice(
-            (
-                [{"role": "assistant", "content": text}],
-                [{"role": "assistant", "content": [{"type": "text", "text": text}, {"type": "image"}]}],
-                [{"role": "assistant", "content": [{"type": "text", "text": None}]}],
-                [{"role": "assistant", "content": [{"type": "text", "text": 123}]}],
-                [{"role": "assistant", "content": None}],
-                [{"role": "assistant"}],
-                [],
-                None,
-                42,
-            )
-        )
-    return text
+    return adversarial_completion_and_family(rng, spam_rate)[0]
 
 
 def ground_truth(task: str) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from trl_perception import parsing
 from trl_perception.parsing import (
     _CASE_FOLD,
     MAX_COUNT_DIGITS,
+    MAX_COUNT_TOKENS,
     ParseResult,
     _answer,
     _ci,
@@ -156,6 +157,17 @@ def test_parse_count_matches_the_reference(pieces):
     assert parse_count(text) == reference_parse_count(text)
 
 
+_FILLERS = ["", "x" * 300, " " * 300, "\u00e9" * 300, "[(" * 150, "thin " * 60]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(_COUNT_PIECES), max_size=12), st.sampled_from(_FILLERS), st.sampled_from(_FILLERS))
+def test_parse_count_prescans_match_the_reference(pieces, before, after):
+    """Answers longer than the pre-scan threshold (number-word and digit pre-scans) give the reference's results."""
+    text = before + "".join(pieces) + after
+    assert parse_count(text) == reference_parse_count(text)
+
+
 def test_count_pattern_case_classes_match_ignorecase():
     """The count pattern spells case out in classes: they hold exactly what `re.IGNORECASE` matches."""
     every_char = "".join(chr(c) for c in range(0x110000) if not 0xD800 <= c < 0xE000)
@@ -167,9 +179,16 @@ def test_count_pattern_case_classes_match_ignorecase():
 
 
 def test_parse_count_number_dense_text():
-    assert parse_count("[1,2,3," * 9362).error == "ambiguous_count"
-    assert parse_count("(1," * 21845).value == 1
-    assert parse_count("<answer>" + "1 " * 30000 + "12345678901</answer>").error == "count_too_large"
+    # More than MAX_COUNT_TOKENS integers: not a count answer, and the scan stops there.
+    assert parse_count("[1,2,3," * 9362).error == "too_many_numbers"
+    assert parse_count("(1," * 21845).error == "too_many_numbers"
+    assert parse_count("<answer>" + "1 " * 30000 + "12345678901</answer>").error == "too_many_numbers"
+    # Up to the limit, the reference's results.
+    at_limit = "<answer>" + "1 " * (MAX_COUNT_TOKENS - 1) + "12345678901</answer>"
+    assert parse_count(at_limit) == reference_parse_count(at_limit) == ParseResult(error="count_too_large")
+    assert parse_count("(1," * MAX_COUNT_TOKENS).value == 1
+    assert parse_count("(1," * (MAX_COUNT_TOKENS + 1)).error == "too_many_numbers"
+    assert parse_count("x" * 5000 + " 7 " + "x" * 5000).value == 7
     assert parse_count("Twenty-One and twenty one").value == 21
     assert [parse_count(w).value for w in ("\u017fix", "e\u0130ght", "f\u0131ve", "SEVENTY-\u017fIX")] == [6, 8, 5, 76]
 
@@ -263,3 +282,55 @@ def test_ocr_reward_caps_the_prediction_after_normalization():
     )
     assert values == [0.0, 0.0, 1.0]
     assert logged["ocr_edit_distance/parse_failure_rate"] == 2 / 3
+
+
+# -- scan limits and pre-scans of the box and point syntaxes ---------------------------------------------------
+
+# Long fillers take the capped scan (texts over `limit x shortest match`) and exercise the `str` pre-scans.
+_LONG_FILLERS = ["", "x" * 10000, "[(" * 5000, "1 " * 5000, ")]" * 5000]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(_LIST_PIECES), max_size=24), st.sampled_from(_LONG_FILLERS))
+def test_box_and_point_syntaxes_on_long_answers_match_the_reference(pieces, filler):
+    text = filler + "".join(pieces) + filler
+    for name, parse in (
+        ("_LIST4_RE", lambda t: parsing.parse_boxes(t, format="list", extract=False)),
+        ("_QWEN2_VL_BOX_RE", lambda t: parsing.parse_boxes(t, format="pairs", extract=False)),
+        ("_LIST2_RE", lambda t: parsing.parse_points(t, format="list", extract=False)),
+    ):
+        expected = re.findall(REFERENCE_NUMBER_PATTERNS[name], text)
+        result = parse(text)
+        if not expected:
+            assert result.error in ("no_boxes", "no_points"), name
+            continue
+        assert result.value.coords == [[float(v) for v in m] for m in expected[: parsing.MAX_BOXES]], name
+        assert result.value.num_items == min(len(expected), parsing.MAX_BOXES + 1), name
+
+
+def test_list_syntaxes_stop_scanning_after_the_limit():
+    from trl_perception.rewards import predicted_count
+
+    v = parsing.parse_boxes("[1,2,3,4]" * 1500).value
+    assert len(v.coords) == 1000 and v.num_items == 1001 and v.capped
+    v = parsing.parse_boxes("[1,2,3,4]" * 1500, max_boxes=1).value
+    assert len(v.coords) == 1 and v.num_items == 1001 and v.capped
+    v = parsing.parse_boxes("(1,2),(3,4)," * 1500, max_boxes=5).value
+    assert v.format == "pairs" and len(v.coords) == 5 and v.num_items == 1001
+    v = parsing.parse_boxes("<ref>a</ref><box>[[1,2,3,4]]</box>" * 1200, format="ref_box").value
+    assert len(v.coords) == 1000 and v.num_items == 1001 and v.labels[-1] == "a"
+    assert parsing.parse_points("[1,2] " * 1500).value.num_items == 1001
+    # JSON answers count every item.
+    items = ",".join('{"bbox_2d":[1,2,3,4]}' for _ in range(1500))
+    assert parsing.parse_boxes(f"[{items}]").value.num_items == 1500
+    # A count of objects is read exactly up to MAX_BOXES; beyond, it is a counted failure, not a guess.
+    assert predicted_count("[1,2,3,4] " * 1000) == (1000, None)
+    assert predicted_count("[1,2,3,4] " * 1001) == (None, "count_too_large")
+    assert predicted_count(f"[{items}]") == (None, "count_too_large")
+
+
+def test_ocr_table_normalization_of_repeated_characters():
+    for text in ("\u3300" * 16384, "ab\u3300\uff21 " * 3000, "\uff21" * 65536, "\ufb01" * 30000):
+        for form in ("NFC", "NFD", "NFKC", "NFKD"):
+            expected = unicodedata.normalize(form, text)
+            assert bounded_normalize(text, form) == (expected if len(expected) <= 65536 else None), (text[:4], form)

@@ -17,8 +17,12 @@ This is the only parser in the project: rewards and evaluation both call it. Mod
 
 - nothing is ever evaluated (`eval`/`exec`); JSON goes through `json` and everything else through precompiled,
   linear-time regular expressions;
-- the work is bounded: inputs longer than `max_chars` (default 65,536) are rejected up front, and at most `max_boxes`
-  (default 1,000) items are converted to numbers (the total number of items is still reported);
+- the work is bounded: inputs longer than `max_chars` (default 65,536) are rejected up front, at most `max_boxes`
+  (default 1,000) items are converted to numbers, and the regular-expression syntaxes (lists, pairs, `<box>` tags)
+  stop scanning after `max(max_boxes, MAX_BOXES) + 1` items (JSON answers count all their items); a count answer
+  with more than `MAX_COUNT_TOKENS` (1,000) integers fails with `"too_many_numbers"`. Cheap `str` pre-scans (a digit,
+  a closing bracket, a number word) skip the regular expressions that cannot match, so number-dense or bracket-dense
+  text near the cap costs about a millisecond, not tens;
 - every parser returns a [`ParseResult`]: either a value or a short failure reason (one of [`PARSE_ERRORS`]), never
   a silent default such as a `[0, 0, 0, 0]` box.
 
@@ -37,6 +41,7 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import islice
 from typing import Generic, Literal, TypeVar
 
 import numpy as np
@@ -47,6 +52,9 @@ T = TypeVar("T")
 MAX_CHARS = 65536
 MAX_BOXES = 1000
 MAX_COUNT_DIGITS = 9
+# A count answer is one number; more integers than this in the answer region is not one, and scanning them all is the
+# cost of number-dense text (64 KB of `"1 "`: 32 K tokens).
+MAX_COUNT_TOKENS = 1000
 
 # Failure reasons; `ParseResult.error` is always one of these.
 PARSE_ERRORS = (
@@ -58,7 +66,8 @@ PARSE_ERRORS = (
     "no_points",  # no point in the answer region
     "no_count",  # no integer (digits or English number words) in the answer region
     "ambiguous_count",  # several different integers outside `<answer>` tags
-    "count_too_large",  # more than `MAX_COUNT_DIGITS` digits
+    "count_too_large",  # more than `MAX_COUNT_DIGITS` digits (or, counting objects, more than `MAX_BOXES` items)
+    "too_many_numbers",  # more than `MAX_COUNT_TOKENS` integers in the answer region
 )
 
 
@@ -101,7 +110,8 @@ class ParsedBoxes:
             One label per box (`"label"` of a JSON item, or the Qwen2-VL object-ref text), `None` when absent.
         num_items (`int`):
             Number of items written, including the ones beyond `max_boxes` and malformed JSON items (no usable
-            `bbox_2d`).
+            `bbox_2d`). The regular-expression syntaxes stop counting at `max(max_boxes, MAX_BOXES) + 1` (then
+            `capped=True`: "more than that many").
         num_malformed (`int`):
             JSON items (among the first `max_boxes`) without a `bbox_2d` of 4 numbers.
         format (`str`):
@@ -151,13 +161,25 @@ class ParsedPoints:
 # A number, possessive (Python >= 3.11): what follows a number in every pattern (space, comma, bracket) is never a
 # digit, dot, sign or exponent, so giving characters back can never make a match, and is not tried.
 _NUM = r"[-+]?+(?>\d++(?:\.\d*+)?+|\.\d++)(?:[eE][-+]?+\d++)?+"
-# After an opening bracket, a lookahead first checks what every match implies (a number starts, and the next bracket
-# character closes): an opening bracket that starts no list (`"(1,(1,(1,"`, 64 KB of it) then fails in a few steps
-# instead of a full try of the number groups. The possessive scan stops at the next bracket: linear overall.
-_OPENS_LIST = r"[\[(](?=\s*[-+.\d][^\[\]()]*+[\])])"
-_OPENS_PAIR = r"\((?=\s*[-+.\d][^\[\]()]*+\))"
-_LIST4_RE = re.compile(rf"{_OPENS_LIST}\s*({_NUM})\s*,\s*({_NUM})\s*,\s*({_NUM})\s*,\s*({_NUM})\s*[\])]")
-_LIST2_RE = re.compile(rf"{_OPENS_LIST}\s*({_NUM})\s*,\s*({_NUM})\s*[\])]")
+
+
+# After an opening bracket, a lookahead first checks what every match implies: a number starts, and the next bracket
+# character closes after exactly `commas` commas (numbers and `\s` hold neither). An opening bracket that starts no
+# such list (`"(1,(1,(1,"`, or a 2-number list for the 4-number pattern, 64 KB of them) then fails in a C loop over a
+# few characters instead of a full try of the number groups. The possessive scans stop at the next bracket or comma:
+# linear overall.
+def _opens(brackets: str, closers: str, commas: int) -> str:
+    between = r"[^\[\](),]*+"
+    more = ("," + between) * commas
+    return rf"{brackets}(?=\s*[-+.\d]{between}{more}{closers})"
+
+
+_OPEN, _CLOSE = r"[\[(]", r"[\])]"
+_LIST4_RE = re.compile(
+    rf"{_opens(_OPEN, _CLOSE, 3)}\s*({_NUM})\s*,\s*({_NUM})\s*,\s*({_NUM})\s*,\s*({_NUM})\s*{_CLOSE}"
+)
+_LIST2_RE = re.compile(rf"{_opens(_OPEN, _CLOSE, 1)}\s*({_NUM})\s*,\s*({_NUM})\s*{_CLOSE}")
+_OPENS_PAIR = _opens(r"\(", r"\)", 1)
 _QWEN2_VL_BOX_RE = re.compile(
     rf"{_OPENS_PAIR}\s*({_NUM})\s*,\s*({_NUM})\s*\)\s*,\s*{_OPENS_PAIR}\s*({_NUM})\s*,\s*({_NUM})\s*\)"
 )
@@ -235,6 +257,22 @@ _COUNT_TOKEN_RE = re.compile(
     rf"|\b(?:{_word_trie(['one'])}[\s-]+{_HUNDRED}|{_ci('a')}[\s-]+{_HUNDRED}|{_HUNDRED}"
     rf"|{_word_trie(_TENS)}(?:[\s-]+{_word_trie(_UNITS[1:10])})?|{_word_trie(_UNITS)})\b)"
 )
+# The integer alternative alone, starting with a class: sre then skips non-digits in a C loop instead of trying the
+# pattern at every position. Used when the answer holds no number word (see `_NUMBER_WORD_STEMS`).
+_COUNT_DIGITS_RE = re.compile(r"\d(?<![\d.]\d)\d*(?!\.?\d)")
+# Every number word starts with one of these (its first four letters, or the whole of a 3-letter word): if none occurs
+# in the lowercased answer, no word token can match. The letters the count pattern accepts beyond ASCII (`_CASE_EXTRAS`) do not lowercase to ASCII: an answer
+# holding one takes the full pattern. Grouped by first letter, so that a missing letter rules its stems out with one
+# single-character search (a C loop; a longer needle costs about 40x more).
+_NUMBER_WORD_STEMS: dict[str, tuple[str, ...]] = {}
+_stems = {w[:4] for w in (*_UNITS, *_TENS, "hundred")}
+for _word in sorted(w for w in _stems if not any(w != v and w.startswith(v) for v in _stems)):
+    _NUMBER_WORD_STEMS.setdefault(_word[0], ())
+    _NUMBER_WORD_STEMS[_word[0]] += (_word,)
+_CASE_EXTRA_CHARS = "".join(_CASE_EXTRAS.values())
+# Answers shorter than this skip the pre-scans (they cost more than the scan they would save).
+_PRESCAN_CHARS = 256
+_DIGIT_RE = re.compile(r"\d")
 _WORD_SPLIT_RE = re.compile(r"[\s-]+")
 # `</think>`, optional whitespace, `<answer>`: the seam of `<think>…</think><answer>…</answer>` (linear search).
 _THINK_ANSWER_SEAM_RE = re.compile(r"</think>\s*<answer>")
@@ -302,9 +340,22 @@ def extract_answer(text: str, require_tags: bool = False, max_chars: int = MAX_C
     return ParseResult(text.strip())
 
 
+# The answer region of the last long text `_answer` extracted: a reward reads one completion several ways (boxes, then
+# points, then a count), and each search for the tags is a pass over up to 64 KB. Keyed by identity (the tuple holds
+# the text, so its id cannot be reused); the parsers only read the result.
+_last_answer: tuple = (None, 0, None)
+
+
 def _answer(text: str, extract: bool, max_chars: int) -> ParseResult[str]:
+    global _last_answer
     if extract:
-        return extract_answer(text, max_chars=max_chars)
+        last = _last_answer
+        if last[0] is text and last[1] == max_chars:
+            return last[2]
+        result = extract_answer(text, max_chars=max_chars)
+        if type(text) is str and len(text) > _PRESCAN_CHARS:
+            _last_answer = (text, max_chars, result)
+        return result
     if not isinstance(text, str):
         return ParseResult(error="not_a_string")
     if len(text) > max_chars:
@@ -318,6 +369,39 @@ def _answer(text: str, extract: bool, max_chars: int) -> ParseResult[str]:
 
 
 _NUMBER_TYPES = frozenset((int, float))
+_ASCII_DIGITS = "0123456789"
+
+
+def _has_digit(s: str) -> bool:
+    """Whether `s` holds a `\\d` (a Unicode decimal digit): ten substring searches (C loops), and a scan of the
+    non-ASCII text that holds no ASCII digit."""
+    for digit in _ASCII_DIGITS:
+        if digit in s:
+            return True
+    return not s.isascii() and _DIGIT_RE.search(s) is not None
+
+
+def _may_hold_list(s: str) -> bool:
+    """What every `[x, y, ...]` / `(x, y, ...)` match needs: an opening and a closing bracket and a digit."""
+    return ("[" in s or "(" in s) and ("]" in s or ")" in s) and _has_digit(s)
+
+
+def _scan_limit(max_items: int) -> int:
+    """How many items the regular-expression syntaxes scan: one beyond the larger of `max_items` and `MAX_BOXES`."""
+    return max(max_items, MAX_BOXES) + 1
+
+
+def _findall_upto(pattern: re.Pattern, s: str, limit: int, min_match_chars: int) -> list:
+    """`pattern.findall(s)` (same values), stopping after `limit` matches. Matches do not overlap and are at least
+    `min_match_chars` long, so a text too short to hold more than `limit` takes the plain `findall` (C speed)."""
+    if len(s) < limit * min_match_chars:
+        return pattern.findall(s)
+    matches = islice(pattern.finditer(s), limit)
+    if pattern.groups == 0:
+        return [m.group() for m in matches]
+    if pattern.groups == 1:
+        return [m.group(1) for m in matches]
+    return [m.groups() for m in matches]
 
 
 def _to_floats(values: object, width: int) -> list[float] | None:
@@ -356,8 +440,10 @@ def _decode_json(payload: str) -> list | None:
 
 
 def _is_empty_json_list(answer: str) -> bool:
-    """`[]`, optionally fenced: the Qwen2.5-VL way of saying "no objects"."""
-    return _json_payload(answer).strip().replace(" ", "").replace("\n", "") == "[]"
+    """`[]`, optionally fenced (spaces and newlines allowed inside): the Qwen2.5-VL way of saying "no objects"."""
+    payload = _json_payload(answer).strip()
+    # Checked from the ends first: a long answer that is not `[ ]` is rejected without copying it.
+    return payload[:1] == "[" and payload[-1:] == "]" and len(payload) >= 2 and not payload[1:-1].strip(" \n")
 
 
 def _items_from_json(answer: str, key: str, width: int, max_items: int):
@@ -502,18 +588,24 @@ def _parse_json_boxes(answer: str, max_boxes: int) -> ParsedBoxes | None:
 
 
 def _parse_pair_boxes(answer: str, max_boxes: int) -> ParsedBoxes | None:
-    matches = _QWEN2_VL_BOX_RE.findall(answer)
+    if not ("(" in answer and ")" in answer and _has_digit(answer)):
+        return None
+    matches = _findall_upto(_QWEN2_VL_BOX_RE, answer, _scan_limit(max_boxes), len("(0,0),(0,0)"))
     if not matches:
         return None
     kept = matches[:max_boxes]
-    refs = _OBJECT_REF_RE.findall(answer) if "<|object_ref_start|>" in answer else []
+    refs = []
+    if "<|object_ref_start|>" in answer:
+        refs = _findall_upto(_OBJECT_REF_RE, answer, len(kept), len("<|object_ref_start|><|object_ref_end|>"))
     labels = tuple(refs[i].strip() if i < len(refs) else None for i in range(len(kept)))
     coords = [[float(v) for v in m] for m in kept]
     return ParsedBoxes(coords, labels, len(matches), 0, "pairs", True, len(matches) > max_boxes)
 
 
 def _parse_list_boxes(answer: str, max_boxes: int) -> ParsedBoxes | None:
-    matches = _LIST4_RE.findall(answer)
+    if not _may_hold_list(answer):
+        return None
+    matches = _findall_upto(_LIST4_RE, answer, _scan_limit(max_boxes), len("[0,0,0,0]"))
     if not matches:
         return None
     kept = matches[:max_boxes]
@@ -526,17 +618,20 @@ def _parse_ref_boxes(answer: str, max_boxes: int) -> ParsedBoxes | None:
     coords: list[list[float]] = []
     labels: list[str | None] = []
     total = 0
+    limit = _scan_limit(max_boxes)
     label: str | None = None
     for match in _REF_OR_BOX_RE.finditer(answer):
         ref, body = match.group(1), match.group(2)
         if ref is not None:
             label = ref.strip()
             continue
-        for numbers in _LIST4_RE.findall(body):
+        for numbers in _findall_upto(_LIST4_RE, body, limit - total, len("[0,0,0,0]")):
             total += 1
             if len(coords) < max_boxes:
                 coords.append([float(v) for v in numbers])
                 labels.append(label)
+        if total >= limit:
+            break
     if not total:
         return None
     return ParsedBoxes(coords, tuple(labels), total, 0, "ref_box", True, total > max_boxes)
@@ -662,7 +757,7 @@ def parse_points(
         coords, labels, num_items, malformed, well_formed = found
         capped = len(coords) + malformed < num_items
         return ParseResult(ParsedPoints(coords, tuple(labels), num_items, malformed, "json", well_formed, capped))
-    matches = _LIST2_RE.findall(s)
+    matches = _findall_upto(_LIST2_RE, s, _scan_limit(max_points), len("[0,0]")) if _may_hold_list(s) else []
     if not matches:
         return ParseResult(error="no_points")
     kept = matches[:max_points]
@@ -674,6 +769,16 @@ def parse_points(
 # ----------------------------------------------------------------------------------------------------------------
 # Counts and text
 # ----------------------------------------------------------------------------------------------------------------
+
+
+def _may_hold_number_word(s: str) -> bool:
+    """False when no number word of `_COUNT_TOKEN_RE` can match in `s` (a necessary condition, checked in C loops)."""
+    if any(map(s.__contains__, _CASE_EXTRA_CHARS)):
+        return True
+    lowered = s.lower()
+    return any(
+        first in lowered and any(map(lowered.__contains__, stems)) for first, stems in _NUMBER_WORD_STEMS.items()
+    )
 
 
 def _token_value(token: str) -> int | None:
@@ -693,7 +798,8 @@ def parse_count(text: str, max_chars: int = MAX_CHARS, extract: bool = True) -> 
 
     Inside `<answer>` tags the **last** integer wins (`"<answer>2 dogs + 1 dog = 3</answer>"` → 3). Without tags the
     answer must contain exactly one distinct integer; several different ones fail with `"ambiguous_count"` rather than
-    guessing. Decimals (`3.5`) are not counts.
+    guessing. Decimals (`3.5`) are not counts. More than `MAX_COUNT_TOKENS` (1,000) integers in the answer region
+    fail with `"too_many_numbers"` (the scan stops there).
 
     Example:
 
@@ -711,7 +817,16 @@ def parse_count(text: str, max_chars: int = MAX_CHARS, extract: bool = True) -> 
     if not answer.ok:
         return ParseResult(error=answer.error)
     # Linear in the answer's length: one C-level scan, then Python work once per *distinct* token.
-    tokens = _COUNT_TOKEN_RE.findall(answer.value)
+    s = answer.value
+    pattern = _COUNT_TOKEN_RE
+    if len(s) > _PRESCAN_CHARS and not _may_hold_number_word(s):
+        if s.isascii() and not _has_digit(s):  # (for other text, the integer pattern's scan is the digit search)
+            return ParseResult(error="no_count")
+        pattern = _COUNT_DIGITS_RE  # no number word can match: the integer pattern alone, which skips in C
+    # Tokens are separated by at least one character: a text under 2 x MAX_COUNT_TOKENS cannot hold more.
+    tokens = _findall_upto(pattern, s, MAX_COUNT_TOKENS + 1, 2)
+    if len(tokens) > MAX_COUNT_TOKENS:
+        return ParseResult(error="too_many_numbers")
     if not tokens:
         return ParseResult(error="no_count")
     values = {token: _token_value(token) for token in set(tokens)}

@@ -329,4 +329,11 @@ def _first_size(sizes: Any) -> tuple[int, int] | None:
 
 def mean_or_nan(values: Sequence[float] | np.ndarray) -> float:
     """Mean of `values`, NaN when empty (NaN metrics are not logged)."""
-    return float(np.mean(values)) if len(values) else math.nan
+    n = len(values)
+    if not n:
+        return math.nan
+    if n < 8 and type(values) is list:
+        # A short list (the usual one-completion-per-group batch): numpy sums fewer than 8 values left to right, so
+        # this is its exact result, without its ~5 µs per call (rewards log about ten metrics per call).
+        return float(sum(values)) / n
+    return float(np.mean(values))

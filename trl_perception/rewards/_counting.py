@@ -21,7 +21,7 @@ import numpy as np
 from scipy.spatial.distance import cdist
 
 from ..geometry import sanitize_boxes
-from ..parsing import parse_boxes, parse_count, parse_points
+from ..parsing import MAX_BOXES, parse_boxes, parse_count, parse_points
 from ._base import PerceptionReward, mean_or_nan
 from ._registry import register_reward
 from .matching import hungarian_match
@@ -162,7 +162,8 @@ def predicted_count(text: Any, source: str = "auto", prefer: str | None = None) 
     reward and the evaluation.
 
     `source="auto"`: the number of boxes if the answer has boxes (non-finite boxes do not count; items beyond the
-    parser's cap do), else the number of points, else the integer answer
+    parser's cap do; more than `MAX_BOXES` (1,000) items is `"count_too_large"`), else the number of points, else the
+    integer answer
     ([`~trl_perception.parsing.parse_count`]). `"boxes"`, `"points"` and `"answer"` force one reading.
 
     Example:
@@ -183,6 +184,8 @@ def predicted_count(text: Any, source: str = "auto", prefer: str | None = None) 
         result = parse_boxes(text, prefer=prefer)
         if result.error is None:
             v = result.value
+            if v.num_items > MAX_BOXES:  # the parser counts list/pair/tag items up to MAX_BOXES + 1 only
+                return None, "count_too_large"
             _, valid = sanitize_boxes(v.boxes, inverted="swap")
             return int(valid.sum()) + v.num_items - v.num_malformed - len(valid), None
         if source == "boxes" or result.error != "no_boxes":
@@ -190,6 +193,8 @@ def predicted_count(text: Any, source: str = "auto", prefer: str | None = None) 
     if source in ("auto", "points"):
         result = parse_points(text)
         if result.error is None:
+            if result.value.num_items > MAX_BOXES:
+                return None, "count_too_large"
             return result.value.num_items - result.value.num_malformed, None
         if source == "points" or result.error != "no_points":
             return None, result.error

@@ -326,7 +326,7 @@ class DetectionReward(PerceptionReward):
     def _score(self, texts, rows, kwargs, completion_ids):
         boxes_column = self._column(kwargs, "boxes", self.__name__)
         scale, extent = self.scales_and_extents(kwargs, rows)
-        scale4 = np.tile(scale, 2)
+        scale4 = np.concatenate((scale, scale), axis=1)  # np.tile(scale, 2), without its Python overhead
         keys = ("parse_failure", "format", "capped", "duplicates", "num_pred", "num_gt", "precision", "recall", "f1")
         stats: dict[str, Any] = {k: [] for k in (*keys, "matched", "cls_accuracy", "mean_iou")}
         stats["syntax"] = self.geometry(kwargs).box_syntax  # the family's own syntax, strictly (JSON for Qwen)
