@@ -84,8 +84,11 @@ def draw_boxes(
     lines = [caption] if isinstance(caption, str) else list(caption or [])
     font = _font(14)
     line_height = 20
+    lines = [text[:160] for text in lines]
     caption_height = 8 + line_height * len(lines) if lines else 0
-    canvas = Image.new("RGB", (width, height + caption_height), (255, 255, 255))
+    # The caption band is as wide as its longest line: a narrow image does not cut the caption off.
+    canvas_width = max([width, *(round(font.getlength(text)) + 12 for text in lines)])
+    canvas = Image.new("RGB", (canvas_width, height + caption_height), (255, 255, 255))
     canvas.paste(image.convert("RGB").resize((width, height), Image.Resampling.NEAREST), (0, 0))
     draw = ImageDraw.Draw(canvas)
     line = max(2, round(scale))
@@ -110,7 +113,7 @@ def draw_boxes(
             x, y = x * scale, y * scale
             draw.ellipse([x - r, y - r, x + r, y + r], outline=color, width=line)
     for i, text in enumerate(lines):
-        draw.text((6, height + 4 + i * line_height), text[:140], fill=(0, 0, 0), font=font)
+        draw.text((6, height + 4 + i * line_height), text, fill=(0, 0, 0), font=font)
     return canvas
 
 
