@@ -56,8 +56,6 @@ BUILDER_ALIASES = {
     "refcocog": ("refcoco", "refcocog"),
     "page_ocr_zh": ("page_ocr", "zh"),
 }
-# The task each builder's rows have (synthetic_shapes: its `dataset_config`, counting by default).
-_BUILDER_TASKS = {"refcoco": "grounding", "pixmo_count": "counting", "page_ocr": "ocr", "coco_detection": "detection"}
 _OLD_DATASET_FLAGS = {"data_dir": "--data-dir", "image_dir": "--image-dir", "annotation_file": "--annotation-file",
                       "cache_dir": "--cache-dir"}  # fmt: skip
 
@@ -302,7 +300,13 @@ def resolve_plan(args: argparse.Namespace) -> EvalPlan:
     """Resolve the model, dataset, split, task and processor options from the flags and the recipe (`--config`),
     importing `--task_modules` and the recipe's `reward_modules`; validates the dataset arguments as training does.
     Raises a `ValueError` / `FileNotFoundError` naming the fix."""
-    from trl_perception.scripts.train import default_test_split, import_reward_modules, merge_dicts, validate_dataset
+    from trl_perception.scripts.train import (
+        _BUILDER_TASKS,  # the task each builder's rows have (synthetic_shapes: its `dataset_config`)
+        default_test_split,
+        import_reward_modules,
+        merge_dicts,
+        validate_dataset,
+    )
 
     recipe_file, recipe = _load_recipe(args.config) if args.config else (None, {})
     import_reward_modules([*args.task_modules, *(recipe.get("reward_modules") or [])])
