@@ -450,7 +450,7 @@ def _eval(argv: list[str]) -> int:
 
 COMMANDS = {
     "train": (_train, "GRPO training from a YAML recipe (through accelerate launch)"),
-    "eval": (_eval, "evaluate a checkpoint on grounding / counting / OCR / detection"),
+    "eval": (_eval, "evaluate a checkpoint: a recipe's held-out split (--config) or any benchmark split"),
     "recipes": (_recipes, "list the shipped recipes and accelerate configs; show or copy one out for editing"),
     "rewards": (_rewards, "list the registered rewards, their options and presets"),
     "tiny-model": (_tiny_model, "write the offline tiny Qwen-VL model used by tests and the quickstart"),
