@@ -20,8 +20,8 @@ import sys
 import pytest
 
 
-# Modules that hold registries (families, frames, box syntaxes, prompt styles, rewards, metrics); imported before a
-# snapshot so that their built-in entries are part of it. All are cheap to import (no trainer, no vLLM).
+# Modules that hold registries (families, frames, box syntaxes, prompt styles, rewards, metrics, eval tasks); imported
+# before a snapshot so that their built-in entries are part of it. All are cheap to import (no trainer, no vLLM).
 REGISTRY_MODULES = (
     "trl_perception.families",
     "trl_perception.geometry",
@@ -29,6 +29,7 @@ REGISTRY_MODULES = (
     "trl_perception.prompts",
     "trl_perception.rewards",
     "trl_perception.eval.metrics",
+    "trl_perception.eval.tasks",
 )
 
 
@@ -48,7 +49,7 @@ def registries() -> dict[str, dict]:
 
 @pytest.fixture
 def isolated_registries():
-    """Registrations made inside the test (families, frames, box syntaxes, prompt styles, rewards, metrics) are
+    """Registrations made inside the test (families, frames, box syntaxes, prompt styles, rewards, metrics, eval tasks) are
     rolled back afterwards: the same dict objects get their previous entries back, in their previous order."""
     snapshot = {key: (registry, dict(registry)) for key, registry in registries().items()}
     yield

@@ -363,6 +363,42 @@ def test_train_help_documents_the_launcher_models_and_builders(capsys):
         assert name in out
 
 
+def test_eval_takes_the_training_flag_names_and_the_recipe(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["eval", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    train_flags = set(make_parser()._option_string_actions)
+    shared = ["--config", "--model_name_or_path", "--dataset_name", "--dataset_config", "--dataset_kwargs",
+              "--dataset_test_split", "--model_family", "--output_dir", "--min_pixels", "--max_pixels",
+              "--chat_template_kwargs", "--dtype"]  # fmt: skip
+    for flag in shared:
+        assert flag in out and (flag == "--config" or flag in train_flags), flag
+    for alias in (
+        "--model_name_or_path MODEL_NAME_OR_PATH, --model",
+        "--dataset_test_split DATASET_TEST_SPLIT, --split",
+    ):
+        assert alias in out
+    for name in [*BUILDERS, "refcoco+", "--task_modules"]:
+        assert name in out
+
+
+def test_eval_through_the_console_script_is_one_error_line(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    argv = [
+        "eval",
+        "--config",
+        QUICKSTART,
+        "--model_name_or_path",
+        "tiny:qwen2_5_vl",
+        "--dataset_kwargs",
+        '{"num_tset": 5}',
+    ]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [err[0]] and "Unknown `dataset_kwargs` key 'num_tset'" in err[0] and "'num_test'" in err[0]
+
+
 def test_rewards_command_lists_options_presets_and_dotted_paths(capsys):
     assert main(["rewards"]) == 0
     out = capsys.readouterr().out

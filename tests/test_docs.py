@@ -23,6 +23,9 @@ table of `docs/families.md` matches the registry.
 - Opt-out: a block whose info string is ```` ```python no-run ```` is only compiled (a syntax check), never run. Use it
   for examples that need real checkpoints, data or GPUs, and say on the page what the block needs. Any other word
   after `python` is an error, so a typo cannot silently skip a block.
+- A worked example over several blocks: a block marked ```` ```python continue ```` runs in the namespace of the
+  Python block before it on the page (its registrations kept), as part of the same test; registrations are rolled back
+  after the last block of the chain.
 """
 
 import re
@@ -36,7 +39,7 @@ from trl_perception.families import get_family, list_families
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = sorted((ROOT / "docs").glob("*.md"))
-FLAGS = {"no-run"}
+FLAGS = {"no-run", "continue"}
 
 _FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})[ \t]*(?P<info>[^`\n]*)$")
 
@@ -72,10 +75,18 @@ def code_blocks(path: Path) -> list[tuple[int, str, set[str], str]]:
 
 
 def python_blocks():
+    """One param per chain of blocks: a block and the `continue` blocks after it, as `[(line, flags, code), ...]`."""
     for page in PAGES:
+        chains: list[list[tuple[int, set[str], str]]] = []
         for line, language, flags, code in code_blocks(page):
             if language in ("python", "py"):
-                yield pytest.param(page, line, flags, code, id=f"{page.relative_to(ROOT).as_posix()}:{line}")
+                if "continue" in flags and chains:
+                    chains[-1].append((line, flags, code))
+                else:
+                    chains.append([(line, flags, code)])
+        for chain in chains:
+            line, flags, _ = chain[0]
+            yield pytest.param(page, line, flags, chain, id=f"{page.relative_to(ROOT).as_posix()}:{line}")
 
 
 @pytest.fixture
@@ -96,15 +107,18 @@ def test_docs_pages_have_runnable_examples():
     assert len(runnable) >= 5, "docs/families.md has at least five runnable examples"
 
 
-@pytest.mark.parametrize("page, line, flags, code", list(python_blocks()))
-def test_python_block(page, line, flags, code, isolated):
-    unknown = flags - FLAGS
-    assert not unknown, f"{page.name}:{line}: unknown code-block flag(s) {sorted(unknown)}; allowed: {sorted(FLAGS)}"
-    # Blank lines up front keep the page's line numbers in tracebacks.
-    compiled = compile("\n" * (line - 1) + code, str(page), "exec")
-    if "no-run" in flags:
-        return
-    exec(compiled, {"__name__": f"docs.{page.stem}"})
+@pytest.mark.parametrize("page, line, flags, chain", list(python_blocks()))
+def test_python_block(page, line, flags, chain, isolated):
+    namespace = {"__name__": f"docs.{page.stem}"}
+    for block_line, block_flags, code in chain:
+        unknown = block_flags - FLAGS
+        assert not unknown, (
+            f"{page.name}:{block_line}: unknown code-block flag(s) {sorted(unknown)}; allowed: {sorted(FLAGS)}"
+        )
+        # Blank lines up front keep the page's line numbers in tracebacks.
+        compiled = compile("\n" * (block_line - 1) + code, str(page), "exec")
+        if "no-run" not in flags and "no-run" not in block_flags:  # a chain that starts unrun stays unrun
+            exec(compiled, namespace)
 
 
 def test_blocks_leave_no_registration_behind(isolated):

@@ -198,3 +198,24 @@ def test_cli_chat_template_kwargs_must_be_a_json_object(capsys):
     with pytest.raises(SystemExit):
         main(["--task", "grounding", "--model", "m", "--dataset", "refcoco", "--chat-template-kwargs", "[1]"])
     assert "expected a JSON object" in capsys.readouterr().err
+
+
+def test_cli_config_quickstart_evaluates_the_recipes_held_out_split(tmp_path, monkeypatch):
+    """`--config quickstart` with the untrained start (`tiny:qwen2_5_vl`): the quickstart's test split (its prompts,
+    its 84 px images), the counting task and the recipe's dtype, without naming any of them."""
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "run"
+    # Fewer rows than the recipe's (a dict merges: the other keys stay); test rows do not depend on `num_train`.
+    kwargs = json.dumps({"num_train": 1, "num_test": 6, "cache_dir": str(tmp_path / "cache")})
+    argv = ["--config", "quickstart", "--model_name_or_path", "tiny:qwen2_5_vl", "--dataset_kwargs", kwargs,
+            "--limit", "4", "--max_new_tokens", "4", "--output_dir", str(out), "--no_progress"]  # fmt: skip
+    assert main(argv) == 0
+    summary = json.loads((out / "metrics.json").read_text())
+    assert summary["task"] == "counting" and summary["num_samples"] == 4
+    assert summary["run"]["split"] == "test" and summary["run"]["recipe"].endswith("quickstart.yaml")
+    assert summary["run"]["dataset_kwargs"]["colors"] == ["blue"] and summary["run"]["dataset_kwargs"]["num_test"] == 6
+    assert summary["run"]["backend_kwargs"]["dtype"] == "float32"
+    records = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in records] == [f"synthetic-counting/test/{i}" for i in range(4)]
+    assert all(r["model_image_size"] == [84, 84] for r in records)
+    assert (out / "visualizations" / "counting_confusion.png").is_file()

@@ -11,7 +11,8 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""The quickstart's learning claim, by running the README's main command (`trl-perception train --config quickstart`)."""
+"""The quickstart's learning claim, by running the README's two commands (`trl-perception train --config quickstart`,
+then `trl-perception eval --config quickstart` on what it trained)."""
 
 import json
 import os
@@ -29,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.parametrize("model", [None, "tiny:qwen3_vl"], ids=["recipe-qwen2_5_vl", "qwen3_vl"])
 def test_quickstart_learns_to_count(tmp_path, model):
     """The README's command as written, and with `--model_name_or_path tiny:qwen3_vl` (0-1000 JSON family)."""
-    out = tmp_path / "quickstart"
+    out = tmp_path / "runs" / "quickstart"  # the recipe's output_dir, in the working directory
     command = [
         sys.executable,
         "-m",
@@ -38,7 +39,7 @@ def test_quickstart_learns_to_count(tmp_path, model):
         "--config",
         "quickstart",
     ]
-    command += ["--output_dir", str(out), "--disable_tqdm", "true"]
+    command += ["--disable_tqdm", "true"]
     if model is not None:
         command += ["--model_name_or_path", model]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
@@ -58,3 +59,14 @@ def test_quickstart_learns_to_count(tmp_path, model):
     assert heldout["image_blind_baseline"]["p_value"] < 1e-3
     for name in ("metrics.json", "metrics.csv", "reward_curve.png"):
         assert (out / name).stat().st_size > 0
+
+    # `trl-perception eval --config quickstart` evaluates runs/quickstart on the same 300 held-out rows; read as the
+    # reward reads them (the integer answer, the held-out budget of 4 tokens), its accuracy is the held-out score.
+    evaluation = [sys.executable, "-m", "trl_perception.cli", "eval", "--config", "quickstart", "--count_mode",
+                  "answer", "--max_new_tokens", "4", "--skip_special_tokens", "true", "--batch_size", "32", "--output_dir",
+                  "eval", "--no_progress"]  # fmt: skip
+    proc = subprocess.run(evaluation, cwd=tmp_path, capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    result = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert result["num_samples"] == 300 and result["run"]["model"] == "runs/quickstart"
+    assert abs(result["metrics"]["accuracy"] - after) <= 0.02, (result["metrics"]["accuracy"], after)

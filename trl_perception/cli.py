@@ -19,7 +19,7 @@ trl-perception train --config detection_coco --num_processes 8 --accelerate_conf
 trl-perception train --config my_recipe.yaml                      # a recipe file (e.g. a copied, edited one)
 trl-perception recipes                                            # the shipped recipes and accelerate configs
 trl-perception recipes copy quickstart [DEST]                     # copy one out for editing
-trl-perception eval --task grounding --model PATH --dataset refcoco --data-dir ... --image-dir ...
+trl-perception eval --config quickstart                           # the trained model on the recipe's held-out split
 trl-perception rewards                                            # the registered rewards, options, presets
 trl-perception --version
 trl-perception tiny-model PATH [--arch qwen3_vl]                  # write the offline tiny model
@@ -450,7 +450,7 @@ def _eval(argv: list[str]) -> int:
 
 COMMANDS = {
     "train": (_train, "GRPO training from a YAML recipe (through accelerate launch)"),
-    "eval": (_eval, "evaluate a checkpoint on grounding / counting / OCR / detection"),
+    "eval": (_eval, "evaluate a checkpoint: a recipe's held-out split (--config) or any benchmark split"),
     "recipes": (_recipes, "list the shipped recipes and accelerate configs; show or copy one out for editing"),
     "rewards": (_rewards, "list the registered rewards, their options and presets"),
     "tiny-model": (_tiny_model, "write the offline tiny Qwen-VL model used by tests and the quickstart"),

@@ -21,7 +21,9 @@ result = evaluate(dataset, EvalConfig(task="grounding", frame="qwen2_vl", output
 print(result.metrics["acc@0.5"], result.metrics["avg"])
 ```
 
-From the command line: ``trl-perception eval --task grounding --model PATH --dataset refcoco ...`` (see `cli`).
+From the command line: ``trl-perception eval --config RECIPE`` (the training recipe's held-out split) or
+``trl-perception eval --task grounding --model_name_or_path PATH --dataset_name refcoco ...`` (see `cli`). A new task is
+one `register_eval_task` call (see `tasks`).
 """
 
 from trl_perception.eval.backends import Generation, HFBackend, VLLMBackend, make_backend
@@ -35,22 +37,36 @@ from trl_perception.eval.metrics import (
     register_metric,
 )
 from trl_perception.eval.runner import EvalConfig, EvalResult, evaluate, resolve_frame
+from trl_perception.eval.tasks import (
+    EvalContext,
+    EvalTask,
+    get_eval_task,
+    list_eval_tasks,
+    register_eval_task,
+    unregister_eval_task,
+)
 
 
 __all__ = [
     "EvalConfig",
+    "EvalContext",
     "EvalResult",
+    "EvalTask",
     "Generation",
     "HFBackend",
     "VLLMBackend",
     "coco_detection_metrics",
     "counting_metrics",
     "evaluate",
+    "get_eval_task",
     "get_metric",
     "grounding_metrics",
+    "list_eval_tasks",
     "list_metrics",
     "make_backend",
     "ocr_metrics",
+    "register_eval_task",
     "register_metric",
     "resolve_frame",
+    "unregister_eval_task",
 ]

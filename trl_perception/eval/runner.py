@@ -37,6 +37,7 @@ result.metrics["acc@0.5"]
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -50,29 +51,15 @@ from typing import Any
 import numpy as np
 
 from trl_perception.eval import metrics as M
-from trl_perception.eval.scoring import (
-    COUNT_MODES,
-    category_table,
-    score_counting,
-    score_detection,
-    score_grounding,
-    score_ocr,
-)
+from trl_perception.eval.scoring import COUNT_MODES
+from trl_perception.eval.tasks import EvalContext, check_record, detection_results, generic_table, get_eval_task, pct
 from trl_perception.families import get_family, resolve_family
-from trl_perception.geometry import ImageGeometry, box_convert, get_frame
+from trl_perception.geometry import ImageGeometry, get_frame
 
 
 logger = logging.getLogger("trl_perception.eval")
 
-EVAL_TASKS = ("grounding", "counting", "ocr", "detection")
-
-# Perception-R1's evaluation settings (§8 of the method notes): generation budget and special-token decoding.
-TASK_DEFAULTS: dict[str, dict[str, Any]] = {
-    "grounding": {"max_new_tokens": 512, "skip_special_tokens": False},
-    "counting": {"max_new_tokens": 512, "skip_special_tokens": False},
-    "ocr": {"max_new_tokens": 2048, "skip_special_tokens": True},
-    "detection": {"max_new_tokens": 4096, "skip_special_tokens": True},
-}
+__all__ = ["EvalConfig", "EvalResult", "detection_results", "evaluate", "resolve_frame", "results_markdown"]
 
 
 @dataclass
@@ -80,7 +67,8 @@ class EvalConfig:
     """Options of one evaluation run.
 
     Args:
-        task: ``"grounding"``, ``"counting"``, ``"ocr"`` or ``"detection"``.
+        task: a registered evaluation task (`trl_perception.eval.tasks`): ``"grounding"``, ``"counting"``, ``"ocr"``,
+            ``"detection"`` or one registered with `register_eval_task`.
         output_dir: run directory (created).
         frame: coordinate frame of the model's boxes (``"grid_1000"``, ``"resized"`` model-input pixels,
             ``"original"``, ``"normalized"``, a registered frame, or a family name meaning its box frame);
@@ -114,8 +102,7 @@ class EvalConfig:
     run_info: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
-        if self.task not in EVAL_TASKS:
-            raise ValueError(f"Unknown task {self.task!r}; expected one of {EVAL_TASKS}.")
+        get_eval_task(self.task)  # raises, listing the registered tasks
         self.frame = get_frame(self.frame).name  # a family name stands for its box frame
         if self.family is not None:
             self.family = get_family(self.family).name  # raises, listing the registered families
@@ -165,25 +152,6 @@ def _rgb(image):
     return image if image.mode == "RGB" else image.convert("RGB")
 
 
-def _categories_for(dataset, config: EvalConfig) -> tuple[Any, Any]:
-    """COCO GT (a ``COCO`` object) and its category table for detection."""
-    from trl_perception.data import dataset_metadata
-
-    meta = dataset_metadata(dataset)
-    gt = config.coco_gt
-    if gt is None:
-        files = meta.get("annotation_files") or {}
-        split = str(dataset.split) if dataset.split is not None else None
-        path = files.get(split) if split in files else (next(iter(files.values())) if len(files) == 1 else None)
-        if path is not None and os.path.isfile(path):
-            gt = path
-    if gt is None:
-        columns = [c for c in dataset.column_names if c != "image"]  # no need to decode images here
-        gt = M.coco_gt_from_rows(dataset.select_columns(columns), categories=meta.get("categories"))
-    gt = M.load_coco_gt(gt)
-    return gt, category_table(gt.dataset["categories"])
-
-
 def evaluate(dataset, config: EvalConfig, backend) -> EvalResult:
     """Generate with ``backend`` over ``dataset`` (shared schema), score every sample, write the run directory.
 
@@ -195,7 +163,8 @@ def evaluate(dataset, config: EvalConfig, backend) -> EvalResult:
     out_dir = Path(config.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = _select_rows(dataset, config.task, config.limit)
-    coco_gt, categories = _categories_for(rows, config) if config.task == "detection" else (None, None)
+    task = get_eval_task(config.task)
+    context = EvalContext(config, state=task.prepare(rows, config) if task.prepare is not None else None)
 
     records: list[dict[str, Any]] = []
     started = time.perf_counter()
@@ -208,24 +177,27 @@ def evaluate(dataset, config: EvalConfig, backend) -> EvalResult:
             generations = backend.generate(batch["prompt"], images)
             for i in range(n):
                 row = {k: v[i] for k, v in batch.items() if k != "image"}
-                record = _score(config, row, images[i], generations[i], categories)
+                record = _score(task, context, row, images[i], generations[i])
                 records.append(record)
                 f.write(json.dumps(strict_json(record), ensure_ascii=False, allow_nan=False) + "\n")
             bar.update(n)
         bar.close()
     elapsed = time.perf_counter() - started
 
-    metrics, extra = _corpus_metrics(config, rows, records, coco_gt)
+    metrics = dict(task.metric(records, context))
+    if "parse_failure_rate" not in metrics:
+        metrics["parse_failure_rate"] = _failure_rate(records)
+    metrics.setdefault("num_samples", len(records))
     summary = {
         "task": config.task,
         "num_samples": len(records),
         "metrics": {k: M.finite_or_none(v) for k, v in metrics.items()},
         "failures": dict(Counter(r["failure"] for r in records if r["failure"] is not None)),
         "generation": (generation := _generation_stats(records, elapsed)),
-        "notes": _notes(config, metrics, generation),
+        "notes": _notes(task, context, metrics, generation),
         "config": {k: v for k, v in asdict(config).items() if k not in ("coco_gt", "run_info", "progress")},
         "run": config.run_info,
-        **extra,
+        **context.extra,
     }
     with open(out_dir / "metrics.json", "w", encoding="utf-8") as f:
         json.dump(strict_json(summary), f, indent=2, ensure_ascii=False, allow_nan=False)
@@ -233,7 +205,7 @@ def evaluate(dataset, config: EvalConfig, backend) -> EvalResult:
     if config.num_visualizations > 0 and records:
         from trl_perception.eval.visualize import save_visualizations
 
-        save_visualizations(config.task, rows, records, out_dir / "visualizations", config.num_visualizations)
+        save_visualizations(task, rows, records, out_dir / "visualizations", config.num_visualizations)
     return EvalResult(metrics=metrics, records=records, output_dir=out_dir, summary=summary)
 
 
@@ -249,29 +221,16 @@ def strict_json(value: Any) -> Any:
     return value
 
 
-def _score(config: EvalConfig, row: dict, image, generation, categories) -> dict[str, Any]:
+def _score(task, context: EvalContext, row: dict, image, generation) -> dict[str, Any]:
     width, height = int(row["width"]), int(row["height"])
     if image.size != (width, height):
         raise ValueError(
             f"Row {row.get('id')!r}: image is {image.size[0]}x{image.size[1]} but width/height say {width}x{height}; "
             "ground truth must be in the pixels of the image the model sees."
         )
-    geometry = ImageGeometry(width, height, *generation.model_image_size)
-    text = generation.text
-    syntax = get_family(config.family).box_syntax if config.family is not None else None
-    if config.task == "grounding":
-        scored = score_grounding(text, row, geometry, config.frame, config.out_of_image, syntax)
-    elif config.task == "counting":
-        scored = score_counting(text, row, config.count_mode, syntax)
-    elif config.task == "ocr":
-        scored = score_ocr(text, row)
-    else:
-        scored = score_detection(
-            text, row, geometry, config.frame, categories, out_of_image=config.out_of_image, syntax=syntax
-        )
-    record = {"id": row.get("id"), "completion": text, **scored}
-    if config.task == "detection":
-        record["image_id"] = int(row["image_id"]) if row.get("image_id") is not None else None
+    sample = dataclasses.replace(context, geometry=ImageGeometry(width, height, *generation.model_image_size))
+    scored = check_record(task.name, row, task.score_sample(generation.text, row, sample))
+    record = {"id": row.get("id"), "completion": generation.text, "parsed": None, **scored}
     record.update(
         num_prompt_tokens=generation.num_prompt_tokens,
         num_completion_tokens=generation.num_completion_tokens,
@@ -281,58 +240,8 @@ def _score(config: EvalConfig, row: dict, image, generation, categories) -> dict
     return record
 
 
-def detection_results(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """COCO results (``xywh`` in original pixels, score 1.0, model output order) from detection records."""
-    results = []
-    for record in records:
-        for det in record["prediction"]:
-            xywh = [float(v) for v in box_convert([det["bbox"]], "xyxy", "xywh")[0]]
-            results.append(
-                {
-                    "image_id": record["image_id"],
-                    "category_id": det["category_id"],
-                    "bbox": xywh,
-                    "score": det["score"],
-                }
-            )
-    return results
-
-
-def _corpus_metrics(config: EvalConfig, rows, records, coco_gt) -> tuple[dict[str, Any], dict[str, Any]]:
-    task = config.task
-    if task == "grounding":
-        return M.grounding_metrics([r["prediction"] for r in records], [r["gt"] for r in records]), {}
-    if task == "counting":
-        return M.counting_metrics([r["prediction"] for r in records], [r["gt"] for r in records]), {}
-    if task == "ocr":
-        metrics = M.ocr_metrics(
-            [r["prediction"] for r in records], [r["gt"] for r in records], fox_order=config.fox_order
-        )
-        metrics["parse_failure_rate"] = _failure_rate(records)
-        return metrics, {}
-    # Detection: rows without an image id get their position, as `coco_gt_from_rows` numbers them.
-    for index, record in enumerate(records):
-        if record["image_id"] is None:
-            record["image_id"] = index
-    results = detection_results(records)
-    with open(Path(config.output_dir) / "coco_results.json", "w", encoding="utf-8") as f:
-        json.dump(strict_json(results), f, allow_nan=False)
-    image_ids = [r["image_id"] for r in records]
-    metrics = M.coco_detection_metrics(coco_gt, results, image_ids=image_ids)
-    summary_text = metrics.pop("summary")
-    metrics["parse_failure_rate"] = _failure_rate(records)
-    metrics["unknown_label_rate"] = _unknown_label_rate(records)
-    return metrics, {"pycocotools_summary": summary_text}
-
-
 def _failure_rate(records) -> float:
     return sum(r["failure"] is not None for r in records) / len(records) if records else float("nan")
-
-
-def _unknown_label_rate(records) -> float:
-    unknown = sum(r.get("num_unknown_labels", 0) for r in records)
-    total = unknown + sum(len(r["prediction"]) for r in records)
-    return unknown / total if total else 0.0
 
 
 def _generation_stats(records, elapsed: float) -> dict[str, Any]:
@@ -347,47 +256,23 @@ def _generation_stats(records, elapsed: float) -> dict[str, Any]:
     }
 
 
-def _notes(config: EvalConfig, metrics: dict[str, Any], generation: dict[str, Any]) -> list[str]:
+def _notes(task, context: EvalContext, metrics: dict[str, Any], generation: dict[str, Any]) -> list[str]:
     notes = []
     truncated = generation.get("truncated_rate") or 0.0
     if truncated > 0:
         # A cut-off answer is usually a parse failure or a partial box list: the metric then measures the budget.
         notes.append(
             f"Warning: {100 * truncated:.1f}% of the completions stopped at the generation budget (finish_reason "
-            "'length') and were scored as cut off; raise --max-new-tokens."
+            "'length') and were scored as cut off; raise --max_new_tokens."
         )
-    if config.task == "ocr":
-        if metrics.get("meteor_wordnet") == "no_synonym_stage":
-            notes.append(
-                "METEOR without synonym stage: nltk's WordNet corpus is not installed, so words align by exact and "
-                "Porter-stem matches only (a lower bound of the usual METEOR)."
-            )
-        notes.append(
-            "OCR argument order: Fox/GOT (precision and recall swapped, GT as BLEU/METEOR hypothesis)."
-            if config.fox_order
-            else "OCR argument order: conventional (model output is the hypothesis), as Perception-R1."
-        )
-    if config.task == "detection":
-        notes.append(
-            "Confidence policy: every predicted box has score 1.0 (Perception-R1 parity); ties keep the model's output "
-            "order, so AP depends on it. At most 100 detections per image (the first 100 in output order)."
-        )
-    if config.task in ("grounding", "detection"):
-        notes.append(f"Predicted boxes are read in the {config.frame!r} frame and mapped back to original pixels.")
+    if task.notes is not None:
+        notes += task.notes(context, metrics)
     return notes
 
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Markdown tables laid out like the paper's
 # ---------------------------------------------------------------------------------------------------------------------
-
-
-def _pct(value: Any) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    if value < 0:  # pycocotools' "no GT in this range"
-        return "–"
-    return f"{100 * value:.1f}"
 
 
 def results_markdown(summary: dict[str, Any]) -> str:
@@ -398,51 +283,15 @@ def results_markdown(summary: dict[str, Any]) -> str:
     split = run.get("split")
     title = f"{dataset}" + (f" / {split}" if split else "")
     lines = [f"# {task} evaluation: {title}", ""]
-    if task == "grounding":
-        lines += [
-            "| Model | Acc@0.5 | Acc@0.75 | Acc@0.95 | Avg |",
-            "|---|---|---|---|---|",
-            f"| {model} | {_pct(m['acc@0.5'])} | {_pct(m['acc@0.75'])} | {_pct(m['acc@0.95'])} | {_pct(m['avg'])} |",
-            "",
-            "Acc@τ sweep (IoU ≥ τ, inclusive):",
-            "",
-            "| τ | " + " | ".join(f"{t:g}" for t in M.IOU_SWEEP) + " |",
-            "|---|" + "---|" * len(M.IOU_SWEEP),
-            "| Acc | " + " | ".join(_pct(m[f"acc@{t:g}"]) for t in M.IOU_SWEEP) + " |",
-            "",
-            f"Mean IoU: {_pct(m['mean_iou'])}.",
-        ]
-    elif task == "counting":
-        mae = "–" if m["mae"] is None else f"{m['mae']:.2f}"
-        lines += [
-            f"| Model | {split or 'accuracy'} |",
-            "|---|---|",
-            f"| {model} | {_pct(m['accuracy'])} |",
-            "",
-            f"Exact-match accuracy (%). MAE over parsed samples: {mae}.",
-        ]
-    elif task == "ocr":
-        lines += [
-            "| Model | Edit dist ↓ | F1 ↑ | Precision ↑ | Recall ↑ | BLEU ↑ | METEOR ↑ |",
-            "|---|---|---|---|---|---|---|",
-            f"| {model} | "
-            + " | ".join(_pct(m[k]) for k in ("edit_distance", "f1", "precision", "recall", "bleu", "meteor"))
-            + " |",
-        ]
-    else:
-        lines += [
-            "| Model | AP | AP50 | AP75 | APs | APm | APl |",
-            "|---|---|---|---|---|---|---|",
-            f"| {model} | " + " | ".join(_pct(m[k]) for k in ("AP", "AP50", "AP75", "APs", "APm", "APl")) + " |",
-            "",
-            "| AR@1 | AR@10 | AR@100 | ARs | ARm | ARl |",
-            "|---|---|---|---|---|---|",
-            "| " + " | ".join(_pct(m[k]) for k in ("AR1", "AR10", "AR100", "ARs", "ARm", "ARl")) + " |",
-        ]
+    try:
+        table = get_eval_task(task).table or generic_table
+    except ValueError:  # a run directory of a task that is not registered in this process
+        table = generic_table
+    lines += table(m, model, split)
     failure_rate = m.get("parse_failure_rate")
     lines += [
         "",
-        f"Samples: {summary['num_samples']}. Parse failures: {_pct(failure_rate)}%"
+        f"Samples: {summary['num_samples']}. Parse failures: {pct(failure_rate)}%"
         + (
             f" ({', '.join(f'{k}: {v}' for k, v in sorted(summary['failures'].items()))})"
             if summary["failures"]

@@ -13,14 +13,17 @@
 # limitations under the License.
 """Pictures for a run directory: predicted vs ground-truth boxes on a few images, and a counting confusion plot.
 
-Boxes are drawn in original pixels (the frame the metrics use): ground truth in green, predictions in red, with the
-sample's score in the caption. Small images are upscaled so boxes stay readable. Matplotlib runs on the ``Agg``
+Boxes are drawn in original pixels (the frame the metrics use): ground truth in green, predictions in red, labels in
+white on a box of their colour. Captions spell out what happened: "parsed" / "not parsed (reason)" says whether the
+answer could be read, "correct" / "wrong" whether it scored (grounding: IoU ≥ 0.5; counting: exact count), and the
+grounding caption quotes the referring expression. Small images are upscaled so boxes stay readable. Matplotlib runs on the ``Agg``
 backend (no display needed).
 
 Example:
 
 ```python
 paths = save_visualizations("grounding", dataset, records, "runs/x/visualizations", num_samples=8)
+picture = draw_boxes(image, gt_boxes=[[4, 4, 20, 20]], pred_points=[[12, 12]], caption=["id", "parsed: correct"])
 ```
 """
 
@@ -31,12 +34,29 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 
 GT_COLOR = (0, 170, 0)
 PRED_COLOR = (220, 30, 30)
 MIN_SIDE = 320
+
+
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    try:
+        return ImageFont.load_default(size=size)  # Pillow's bundled scalable font (FreeType)
+    except (TypeError, OSError):  # an old Pillow or one without FreeType: the fixed bitmap font
+        return ImageFont.load_default()
+
+
+def _text_on_background(draw: ImageDraw.ImageDraw, xy, text: str, color, font, bounds) -> None:
+    """``text`` in white on a filled ``color`` rectangle at ``xy`` (moved inside ``bounds`` = (width, height))."""
+    left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+    w, h = right - left + 6, bottom - top + 4
+    x = min(max(0, xy[0]), max(0, bounds[0] - w))
+    y = min(max(0, xy[1]), max(0, bounds[1] - h))
+    draw.rectangle([x, y, x + w, y + h], fill=color)
+    draw.text((x + 3 - left, y + 2 - top), text, fill=(255, 255, 255), font=font)
 
 
 def draw_boxes(
@@ -46,11 +66,14 @@ def draw_boxes(
     gt_labels: Sequence[str | None] = (),
     pred_labels: Sequence[str | None] = (),
     gt_points: Sequence[Sequence[float]] = (),
-    caption: str | None = None,
+    caption: str | Sequence[str] | None = None,
+    pred_points: Sequence[Sequence[float]] = (),
 ) -> Image.Image:
-    """Return a copy of ``image`` with GT (green) and predicted (red) ``xyxy`` boxes and GT points drawn on it.
+    """Return a copy of ``image`` with GT (green) and predicted (red) ``xyxy`` boxes and points drawn on it.
 
     Coordinates are original pixels of ``image``; the copy is upscaled to at least `MIN_SIDE` px on its short side.
+    Box labels are written in white on a box of the box's colour, so they stay readable on filled regions.
+    ``caption`` (a string or a list of lines) goes in a white band under the image.
 
     >>> out = draw_boxes(Image.new("RGB", (64, 32)), gt_boxes=[[4, 4, 20, 20]], pred_boxes=[[6, 6, 22, 22]])
     >>> out.size
@@ -58,8 +81,14 @@ def draw_boxes(
     """
     scale = max(1.0, MIN_SIDE / min(image.size))
     width, height = round(image.width * scale), round(image.height * scale)
-    caption_height = 32 if caption else 0
-    canvas = Image.new("RGB", (width, height + caption_height), (255, 255, 255))
+    lines = [caption] if isinstance(caption, str) else list(caption or [])
+    font = _font(14)
+    line_height = 20
+    lines = [text[:160] for text in lines]
+    caption_height = 8 + line_height * len(lines) if lines else 0
+    # The caption band is as wide as its longest line: a narrow image does not cut the caption off.
+    canvas_width = max([width, *(round(font.getlength(text)) + 12 for text in lines)])
+    canvas = Image.new("RGB", (canvas_width, height + caption_height), (255, 255, 255))
     canvas.paste(image.convert("RGB").resize((width, height), Image.Resampling.NEAREST), (0, 0))
     draw = ImageDraw.Draw(canvas)
     line = max(2, round(scale))
@@ -70,61 +99,125 @@ def draw_boxes(
             return
         draw.rectangle([min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)], outline=color, width=line)
         if label:
-            draw.text((min(x1, x2) + 3, min(y1, y2) + 2), str(label)[:40], fill=color)
+            _text_on_background(draw, (min(x1, x2), min(y1, y2)), str(label)[:40], color, font, (width, height))
 
     for i, b in enumerate(gt_boxes):
         box(b, GT_COLOR, gt_labels[i] if i < len(gt_labels) else None)
     for i, b in enumerate(pred_boxes):
         box(b, PRED_COLOR, pred_labels[i] if i < len(pred_labels) else None)
     r = 2 * line
-    for x, y in gt_points:
-        draw.ellipse([x * scale - r, y * scale - r, x * scale + r, y * scale + r], outline=GT_COLOR, width=line)
-    if caption:
-        draw.text((6, height + 8), caption[:120], fill=(0, 0, 0))
+    for points, color in ((gt_points, GT_COLOR), (pred_points, PRED_COLOR)):
+        for x, y in points:
+            if not (math.isfinite(x) and math.isfinite(y) and abs(x) < 1e7 and abs(y) < 1e7):
+                continue
+            x, y = x * scale, y * scale
+            draw.ellipse([x - r, y - r, x + r, y + r], outline=color, width=line)
+    for i, text in enumerate(lines):
+        draw.text((6, height + 4 + i * line_height), text, fill=(0, 0, 0), font=font)
     return canvas
 
 
-def _sample_picture(task: str, row: dict[str, Any], record: dict[str, Any]) -> Image.Image | None:
-    image = row["image"]
-    score = record.get("score")
-    status = record["failure"] or f"score {score:.3f}"
-    if task == "grounding":
-        pred = [record["prediction"]] if record["prediction"] is not None else []
-        return draw_boxes(image, [record["gt"]], pred, caption=f"{record['id']}  IoU/{status}  (GT green, pred red)")
-    if task == "detection":
-        dets = record["prediction"]
-        return draw_boxes(
-            image,
-            record["gt"]["boxes"],
-            [d["bbox"] for d in dets],
-            gt_labels=row.get("labels") or [],
-            pred_labels=[d["label"] for d in dets],
-            caption=f"{record['id']}  {len(dets)} detections, recall@0.5 {status}",
-        )
-    if task == "counting":
-        caption = f"{record['id']}  GT {record['gt']}, predicted {record['prediction']} ({record['failure'] or 'ok'})"
-        return draw_boxes(image, row.get("boxes") or [], gt_points=row.get("points") or [], caption=caption)
-    return None
+def parse_status(record: dict[str, Any]) -> str:
+    """``"parsed"``, or ``"not parsed (<reason>)"``: whether the answer could be read at all."""
+    return "parsed" if record.get("failure") is None else f"not parsed ({record['failure']})"
+
+
+def grounding_caption(row: dict[str, Any], record: dict[str, Any], threshold: float = 0.5) -> list[str]:
+    """Caption lines of a grounding picture: the id and the referring expression, then parse status, IoU, and
+    correct / wrong at IoU ≥ ``threshold``.
+
+    >>> grounding_caption({"labels": ["the red circle"]}, {"id": "r/1", "failure": None, "score": 0.8})
+    ['r/1: "the red circle"', 'parsed, IoU 0.800: correct (IoU >= 0.5); GT green, prediction red']
+    """
+    labels = row.get("labels") or []
+    expression = labels[0] if labels else None
+    head = f"{record.get('id')}" + (f': "{expression}"' if expression else "")
+    score = float(record.get("score") or 0.0)
+    verdict = "correct" if record.get("failure") is None and score >= threshold else "wrong"
+    return [
+        head,
+        f"{parse_status(record)}, IoU {score:.3f}: {verdict} (IoU >= {threshold:g}); GT green, prediction red",
+    ]
+
+
+def counting_caption(record: dict[str, Any]) -> list[str]:
+    """Caption lines of a counting picture: GT and predicted count, parse status, correct / wrong.
+
+    >>> counting_caption({"id": "c/1", "failure": "no_count", "prediction": None, "gt": 3})
+    ['c/1: GT count 3, predicted -', 'not parsed (no_count): wrong; GT boxes/points green']
+    """
+    predicted = "-" if record.get("prediction") is None else record["prediction"]
+    verdict = "correct" if record.get("failure") is None and record.get("prediction") == record.get("gt") else "wrong"
+    return [
+        f"{record.get('id')}: GT count {record.get('gt')}, predicted {predicted}",
+        f"{parse_status(record)}: {verdict}; GT boxes/points green",
+    ]
+
+
+def detection_caption(record: dict[str, Any]) -> list[str]:
+    """Caption lines of a detection picture: counts of boxes, parse status, recall@0.5.
+
+    >>> detection_caption({"id": "d/1", "failure": None, "prediction": [{}], "gt": {"boxes": [[0, 0, 1, 1]] * 2},
+    ...                    "score": 0.5})
+    ['d/1: 2 GT boxes (green), 1 predicted (red)', 'parsed, recall@0.5 0.500 (GT boxes found by a same-class box)']
+    """
+    n_gt = len((record.get("gt") or {}).get("boxes") or [])
+    n_pred = len(record.get("prediction") or [])
+    score = float(record.get("score") or 0.0)
+    return [
+        f"{record.get('id')}: {n_gt} GT boxes (green), {n_pred} predicted (red)",
+        f"{parse_status(record)}, recall@0.5 {score:.3f} (GT boxes found by a same-class box)",
+    ]
+
+
+def draw_grounding(image: Image.Image, row: dict[str, Any], record: dict[str, Any]) -> Image.Image:
+    """The built-in grounding picture: GT box, first predicted box, the expression and the verdict."""
+    pred = [record["prediction"]] if record["prediction"] is not None else []
+    return draw_boxes(image, [record["gt"]], pred, caption=grounding_caption(row, record))
+
+
+def draw_counting(image: Image.Image, row: dict[str, Any], record: dict[str, Any]) -> Image.Image:
+    """The built-in counting picture: GT boxes and points, GT vs predicted count."""
+    return draw_boxes(
+        image, row.get("boxes") or [], gt_points=row.get("points") or [], caption=counting_caption(record)
+    )
+
+
+def draw_detection(image: Image.Image, row: dict[str, Any], record: dict[str, Any]) -> Image.Image:
+    """The built-in detection picture: GT and kept predicted boxes with their labels."""
+    dets = record["prediction"]
+    return draw_boxes(
+        image,
+        record["gt"]["boxes"],
+        [d["bbox"] for d in dets],
+        gt_labels=row.get("labels") or [],
+        pred_labels=[d["label"] for d in dets],
+        caption=detection_caption(record),
+    )
 
 
 def save_visualizations(
-    task: str, dataset, records: Sequence[dict[str, Any]], out_dir: str | Path, num_samples: int = 8
+    task: Any, dataset, records: Sequence[dict[str, Any]], out_dir: str | Path, num_samples: int = 8
 ) -> list[Path]:
-    """Draw the first ``num_samples`` samples (boxes tasks) and, for counting, the confusion plot; return the files."""
+    """Draw the first ``num_samples`` samples with the task's ``draw`` and run its ``plot`` (counting: the confusion
+    plot); return the files. ``task`` is a registered task's name or its `trl_perception.eval.tasks.EvalTask`."""
+    from trl_perception.eval.tasks import get_eval_task
+
+    task = get_eval_task(task) if isinstance(task, str) else task
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    if task in ("grounding", "detection", "counting"):
+    if task.draw is not None:
         for i in range(min(num_samples, len(records))):
-            picture = _sample_picture(task, dataset[i], records[i])
+            row = dataset[i]
+            image = row["image"]
+            picture = task.draw(image if image.mode == "RGB" else image.convert("RGB"), row, records[i])
             if picture is not None:
                 path = out_dir / f"sample_{i:03d}.png"
                 picture.save(path)
                 written.append(path)
-    if task == "counting":
-        path = out_dir / "counting_confusion.png"
-        counting_confusion_plot([r["prediction"] for r in records], [r["gt"] for r in records], path)
-        written.append(path)
+    if task.plot is not None:
+        written += list(task.plot(list(records), out_dir))
     return written
 
 

@@ -308,6 +308,19 @@ def builder_options(name: str) -> set[str]:
     return options
 
 
+def default_test_split(name: str) -> str:
+    """
+    The held-out split of the dataset `name` when none is given: a builder's evaluation split (its loader's default
+    `split`: `val` for refcoco, `validation` for pixmo_count and coco_detection, `test` for page_ocr), else `test`
+    (synthetic_shapes, and TRL's `dataset_test_split` default).
+    """
+    if name in BUILDERS:
+        parameter = inspect.signature(_builder_loader(name)).parameters.get("split")
+        if parameter is not None and isinstance(parameter.default, str):
+            return parameter.default
+    return "test"
+
+
 def load_perception_dataset(
     name: str, split: str, config: str | None = None, default_family: str | None = None, **kwargs
 ):
