@@ -429,7 +429,8 @@ def coco_detection_metrics(
 
     if kept:
         with contextlib.redirect_stdout(io.StringIO()):
-            dt = gt.loadRes(copy.deepcopy(kept))  # loadRes writes area/id/iscrowd into the dicts
+            # loadRes adds area/id/iscrowd/segmentation keys to the dicts and changes nothing else: shallow copies.
+            dt = gt.loadRes([dict(det) for det in kept])
     else:
         dt = COCO()
         dt.dataset = {"images": list(gt.dataset["images"]), "categories": list(gt.dataset["categories"])}
