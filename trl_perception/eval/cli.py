@@ -129,6 +129,12 @@ def _json_object(text: str) -> dict[str, Any]:
     return value
 
 
+# Samples per `backend.generate` call. vLLM batches requests itself, so small calls only leave it idle while the longest
+# completion of each call finishes: with 8 rows per call, greedy evaluation ran at a third of the tokens/s of one call
+# over the same 32 rows (benchmarks/rollouts.py, docs/performance.md).
+DEFAULT_BATCH_SIZES = {"hf": 8, "vllm": 256}
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``eval`` argument parser (also used by ``trl-perception eval --help``)."""
     p = argparse.ArgumentParser(
@@ -140,7 +146,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", required=True, help=f"builder name ({', '.join(DATASET_LOADERS)}) or a saved dataset")
     p.add_argument("--split", default=None, help="dataset split (default: the builder's evaluation split)")
     p.add_argument("--backend", default="hf", choices=("hf", "vllm"))
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help=f"samples per generation call (default: {DEFAULT_BATCH_SIZES['hf']} for hf, "
+        f"{DEFAULT_BATCH_SIZES['vllm']} for vllm, whose scheduler keeps its own batch full)",
+    )
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N rows")
     p.add_argument(
         "--max-new-tokens", type=int, default=None, help="default: 512 grounding/counting, 2048 OCR, 4096 det"
@@ -281,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         output_dir=output_dir,
         frame=frame,
         family=family,
-        batch_size=args.batch_size,
+        batch_size=args.batch_size or DEFAULT_BATCH_SIZES[args.backend],
         limit=args.limit,
         count_mode=args.count_mode,
         out_of_image=args.out_of_image,
