@@ -351,12 +351,19 @@ def main():
     parser.add_argument("--repeats", type=int, default=None, help="measurements per path (tiny 3, small 2)")
     parser.add_argument("--hf-repeats", type=int, default=1)
     parser.add_argument("--eval-rows", type=int, default=None, help="synthetic grounding rows (tiny 32, small 8)")
-    parser.add_argument("--eval-batch", type=int, default=8, help="`trl-perception eval --batch-size` (its default)")
+    parser.add_argument(
+        "--eval-batch", type=int, default=None, help="`trl-perception eval --batch-size` (default: its vllm default)"
+    )
+    parser.add_argument("--skip-rollouts", action="store_true", help="only the evaluation measurement")
     parser.add_argument("--skip-hf", action="store_true")
     parser.add_argument("--skip-eval", action="store_true")
     parser.add_argument("--profile", action="store_true")
     cli = parser.parse_args()
     cli.sizes = (cli.sizes or ("tiny" if cli.quick else "tiny,small")).split(",")
+    if cli.eval_batch is None:
+        from trl_perception.eval.cli import DEFAULT_BATCH_SIZES
+
+        cli.eval_batch = DEFAULT_BATCH_SIZES["vllm"]
 
     # On the vLLM CPU build, a fixed KV cache avoids the free-memory check of `gpu_memory_utilization`; one engine
     # process (in-process engine core) keeps the timings free of inter-process transfers on both sides alike.
@@ -377,28 +384,32 @@ def main():
                 **{**vars(cli), **{k: v if v is not None else defaults[k] for k, v in given.items()}}
             )
             path = build_tiny_model(f"{workdir}/{size}", arch=cli.arch, size=size)
-            rates, cpu_rates, tokenize_seconds, settings, profile = rollouts(path, cli.arch, cfg, workdir, size)
-            print(
-                f"\n== {size} model ({_params(path) / 1e6:.1f} M parameters): {cfg.prompts} prompts x "
-                f"{cfg.generations} rollouts x {cfg.max_tokens} tokens, T=1.0, median of {cfg.repeats}; prompt "
-                f"lengths {settings['prompt_lengths']}"
-            )
-            for name, rate in rates.items():
-                print(f"{name}: {rate:.0f} tokens/s (wall), {cpu_rates[name]:.0f} tokens per CPU-second")
-            print(
-                f"trainer processor pass (_tokenize_prompts, before generation): {tokenize_seconds * 1e3:.0f} ms/batch"
-            )
             line, cpu_line = {"size": size}, {"size": size}
-            for out, r in ((line, rates), (cpu_line, cpu_rates)):
-                base = r["(a) raw vLLM"]
-                out["(a')/(a)"] = r["(a') raw vLLM, n=G"] / base
-                out["(b)/(a)"] = r["(b) trainer, checks on"] / base
-                out["(c)/(a)"] = r["(c) trainer, check_vllm_prompts=False"] / base
-            if not cli.skip_hf:
-                hf, hf_cpu = hf_rollouts(path, cli.arch, cfg, workdir, size)
-                print(f"(d) trainer, transformers generate: {hf:.0f} tokens/s (wall), {hf_cpu:.0f} per CPU-second")
-                line["(d)/(a)"] = hf / rates["(a) raw vLLM"]
-                cpu_line["(d)/(a)"] = hf_cpu / cpu_rates["(a) raw vLLM"]
+            profile = None
+            if cli.skip_rollouts:
+                print(f"\n== {size} model ({_params(path) / 1e6:.1f} M parameters)")
+            else:
+                rates, cpu_rates, tokenize_seconds, settings, profile = rollouts(path, cli.arch, cfg, workdir, size)
+                print(
+                    f"\n== {size} model ({_params(path) / 1e6:.1f} M parameters): {cfg.prompts} prompts x "
+                    f"{cfg.generations} rollouts x {cfg.max_tokens} tokens, T=1.0, median of {cfg.repeats}; prompt "
+                    f"lengths {settings['prompt_lengths']}"
+                )
+                for name, rate in rates.items():
+                    print(f"{name}: {rate:.0f} tokens/s (wall), {cpu_rates[name]:.0f} tokens per CPU-second")
+                print(
+                    f"trainer processor pass (_tokenize_prompts, before generation): {tokenize_seconds * 1e3:.0f} ms/batch"
+                )
+                for out, r in ((line, rates), (cpu_line, cpu_rates)):
+                    base = r["(a) raw vLLM"]
+                    out["(a')/(a)"] = r["(a') raw vLLM, n=G"] / base
+                    out["(b)/(a)"] = r["(b) trainer, checks on"] / base
+                    out["(c)/(a)"] = r["(c) trainer, check_vllm_prompts=False"] / base
+                if not cli.skip_hf:
+                    hf, hf_cpu = hf_rollouts(path, cli.arch, cfg, workdir, size)
+                    print(f"(d) trainer, transformers generate: {hf:.0f} tokens/s (wall), {hf_cpu:.0f} per CPU-second")
+                    line["(d)/(a)"] = hf / rates["(a) raw vLLM"]
+                    cpu_line["(d)/(a)"] = hf_cpu / cpu_rates["(a) raw vLLM"]
             if not cli.skip_eval:
                 ev, ev_cpu = eval_at_the_limit(path, cli.arch, cfg, workdir, size)
                 for name, rate in ev.items():
