@@ -29,7 +29,7 @@ model's output order.)
 Usage:
 
 ```bash
-python benchmarks/eval.py              # 5,000 images, 2 repeats (about 3 min on 2 CPU cores)
+python benchmarks/eval.py              # 5,000 images, 2 repeats (about 5 min on 2 shared CPU cores)
 python benchmarks/eval.py --quick      # 1,000 images, 1 repeat
 ```
 

@@ -39,8 +39,9 @@ Qwen2.5-VL whose decoding dominates vLLM's per-request overhead on CPU).
 Usage:
 
 ```bash
-python benchmarks/rollouts.py                     # tiny + small, rollouts and eval (about 8 min on 2 CPU cores)
-python benchmarks/rollouts.py --quick             # tiny only, fewer tokens (about 2 min)
+python benchmarks/rollouts.py                     # tiny + small, rollouts and eval (the small model's part
+                                                  # took over 15 min on 2 heavily shared cores)
+python benchmarks/rollouts.py --quick             # tiny only, fewer tokens (under 3 min)
 python benchmarks/rollouts.py --profile           # also cProfile the trainer path (b) of the last size
 ```
 """

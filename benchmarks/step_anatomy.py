@@ -42,7 +42,8 @@ the family's box syntax and frame) and reports its share of the measured step.
 Usage:
 
 ```bash
-python benchmarks/step_anatomy.py               # transformers and vLLM paths, small model (about 5 min)
+python benchmarks/step_anatomy.py               # transformers and vLLM paths, 76 M model (slow on CPU)
+python benchmarks/step_anatomy.py --size tiny --max-tokens 64   # both paths, tiny model (about 4 min)
 python benchmarks/step_anatomy.py --quick       # tiny model, transformers only, 32 tokens
 ```
 """
