@@ -22,6 +22,7 @@ import dataclasses
 import io
 import json
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -401,3 +402,27 @@ def test_results_markdown_handles_missing_values():
     }
     md = results_markdown(summary)
     assert "| ckpt | – | – | – | – | – | – |" in md
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"), [([], {"hf": 8, "vllm": 256}), (["--batch-size", "3"], {"hf": 3, "vllm": 3})]
+)
+def test_cli_batch_size_defaults_per_backend(tmp_path, monkeypatch, argv, expected):
+    # vLLM schedules its own batches, so the CLI gives it large calls by default; an explicit --batch-size wins.
+    import trl_perception.eval.backends as backends
+    import trl_perception.eval.cli as cli
+
+    seen = {}
+
+    def fake_evaluate(dataset, config, backend):
+        seen[backend] = config.batch_size
+        (tmp_path / "results.md").write_text("ok")
+        return SimpleNamespace(output_dir=tmp_path)
+
+    monkeypatch.setattr(cli, "load_eval_dataset", lambda *a, **k: SimpleNamespace(split=None))
+    monkeypatch.setattr(cli, "evaluate", fake_evaluate)
+    monkeypatch.setattr(backends, "make_backend", lambda name, model, **kwargs: name)
+    for backend in ("hf", "vllm"):
+        common = ["--task", "counting", "--model", "m", "--dataset", "d", "--family", "qwen2_5_vl"]
+        assert cli.main([*common, "--backend", backend, "--output-dir", str(tmp_path), *argv]) == 0
+    assert seen == expected

@@ -25,7 +25,7 @@ from PIL import Image
 from safetensors.torch import load_file
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
-from trl_perception.testing import QWEN_SPECIAL_TOKENS, build_tiny_model
+from trl_perception.testing import MODEL_SIZES, QWEN_SPECIAL_TOKENS, build_tiny_model, tiny_config
 
 
 PROMPT = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "How many shapes?"}]}]
@@ -104,3 +104,23 @@ def test_tiny_model_generates_in_vllm_with_an_image(tmp_path, arch):
     assert len(result["ids"]) == 6
     # vLLM's CPU build computes in reduced precision; the first greedy tokens still agree on this model.
     assert result["ids"][:2] == hf_ids[:2]
+
+
+@pytest.mark.parametrize("arch", ["qwen2_5_vl", "qwen3_vl"])
+def test_small_size_preset_is_a_benchmark_sized_model(arch):
+    # Built on the meta device: the parameter count without allocating the 300 MB of weights.
+    config = tiny_config(arch, **MODEL_SIZES["small"])
+    with torch.device("meta"):
+        model = AutoModelForImageTextToText.from_config(config)
+    params = sum(p.numel() for p in model.parameters())
+    assert 50e6 < params < 150e6
+    text = config.text_config
+    assert text.hidden_size // text.num_attention_heads == 64  # vLLM's CPU attention needs >= 32
+
+
+def test_size_presets_and_overrides(tmp_path):
+    with pytest.raises(ValueError, match="Unknown model size 'huge'"):
+        build_tiny_model(tmp_path / "x", size="huge")
+    path = build_tiny_model(tmp_path / "tiny", num_attention_heads=4, num_hidden_layers=1)
+    text = AutoModelForImageTextToText.from_pretrained(path).config.text_config
+    assert (text.hidden_size, text.num_attention_heads, text.num_hidden_layers) == (128, 4, 1)

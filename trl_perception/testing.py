@@ -477,14 +477,31 @@ def tiny_config(arch: Arch = "qwen2_5_vl", tokenizer=None, **sizes):
     return _tiny(arch)(tokenizer, **sizes)[0]
 
 
+# Size presets of `build_tiny_model` (unset keys keep the family factory's defaults). "small" is large enough that
+# decoding, not vLLM's per-request overhead, dominates generation on CPU (used by benchmarks/rollouts.py).
+MODEL_SIZES: dict[str, dict[str, int]] = {
+    "tiny": {"hidden_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2, "vision_depth": 2},
+    "small": {
+        "hidden_size": 768,
+        "num_hidden_layers": 12,
+        "num_attention_heads": 12,
+        "vision_depth": 4,
+        "vision_hidden_size": 256,
+    },
+}
+
+
 def build_tiny_model(
     path: str | os.PathLike,
     arch: Arch = "qwen2_5_vl",
     seed: int = 0,
     *,
-    hidden_size: int = 128,
-    num_hidden_layers: int = 2,
-    vision_depth: int = 2,
+    size: str = "tiny",
+    hidden_size: int | None = None,
+    num_hidden_layers: int | None = None,
+    num_attention_heads: int | None = None,
+    vision_depth: int | None = None,
+    vision_hidden_size: int | None = None,
     initializer_range: float = 0.02,
     min_pixels: int | None = None,
     max_pixels: int | None = None,
@@ -499,8 +516,12 @@ def build_tiny_model(
             (or any family registered with a `tiny` factory).
         seed (`int`, *optional*, defaults to `0`):
             Seed of the random weights; the same seed gives identical weights.
-        hidden_size, num_hidden_layers, vision_depth (`int`):
-            Model size; the text head dimension is `hidden_size // 2` and must stay >= 32 for vLLM.
+        size (`str`, *optional*, defaults to `"tiny"`):
+            Preset of [`MODEL_SIZES`]: `"tiny"` (about 0.7 M parameters, for tests) or `"small"` (about 75 M, a
+            12-layer 768-wide text model, for benchmarks where decoding must dominate the per-request overhead).
+        hidden_size, num_hidden_layers, num_attention_heads, vision_depth, vision_hidden_size (`int`, *optional*):
+            Override the preset; the text head dimension `hidden_size // num_attention_heads` must stay >= 32 for
+            vLLM.
         initializer_range (`float`, *optional*, defaults to `0.02`):
             Std of the random weights (the Qwen default is 0.02).
         min_pixels, max_pixels (`int`):
@@ -515,14 +536,19 @@ def build_tiny_model(
 
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    budget = {k: v for k, v in (("min_pixels", min_pixels), ("max_pixels", max_pixels)) if v is not None}
-    config, processor = _tiny(arch)(
-        hidden_size=hidden_size,
-        num_hidden_layers=num_hidden_layers,
-        vision_depth=vision_depth,
-        initializer_range=initializer_range,
-        **budget,
-    )
+    if size not in MODEL_SIZES:
+        raise ValueError(f"Unknown model size {size!r}; expected one of {sorted(MODEL_SIZES)}.")
+    overrides = {
+        "hidden_size": hidden_size,
+        "num_hidden_layers": num_hidden_layers,
+        "num_attention_heads": num_attention_heads,
+        "vision_depth": vision_depth,
+        "vision_hidden_size": vision_hidden_size,
+        "min_pixels": min_pixels,
+        "max_pixels": max_pixels,
+    }
+    sizes = {**MODEL_SIZES[size], **{k: v for k, v in overrides.items() if v is not None}}
+    config, processor = _tiny(arch)(initializer_range=initializer_range, **sizes)
     tokenizer = processor.tokenizer
     # Seed only the construction, without disturbing the caller's global RNG state.
     with torch.random.fork_rng(devices=[]):

@@ -77,6 +77,12 @@ def _parse_value(text: str) -> Any:
         return text
 
 
+# Samples per `backend.generate` call. vLLM batches requests itself, so small calls only leave it idle while the longest
+# completion of each call finishes: with 8 rows per call, greedy evaluation ran at a third of the tokens/s of one call
+# over the same 32 rows (benchmarks/rollouts.py, docs/performance.md).
+DEFAULT_BATCH_SIZES = {"hf": 8, "vllm": 256}
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``eval`` argument parser (also used by ``trl-perception eval --help``)."""
     from trl_perception.scripts.train import BUILDERS
@@ -145,7 +151,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="split to evaluate (default: the recipe's dataset_test_split, else the builder's)",
     )
     p.add_argument("--backend", default="hf", choices=("hf", "vllm"))
-    p.add_argument("--batch_size", "--batch-size", type=int, default=8)
+    p.add_argument(
+        "--batch_size",
+        "--batch-size",
+        type=int,
+        default=None,
+        help=f"samples per generation call (default: {DEFAULT_BATCH_SIZES['hf']} for hf, "
+        f"{DEFAULT_BATCH_SIZES['vllm']} for vllm, whose scheduler keeps its own batch full)",
+    )
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N rows")
     p.add_argument(
         "--max_new_tokens",
@@ -494,7 +507,7 @@ def _run(args: argparse.Namespace, plan: EvalPlan, model: str, argv: list[str] |
         output_dir=output_dir,
         frame=frame,
         family=family,
-        batch_size=args.batch_size,
+        batch_size=args.batch_size or DEFAULT_BATCH_SIZES[args.backend],
         limit=args.limit,
         count_mode=args.count_mode,
         out_of_image=args.out_of_image,

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import gc
 import io
 import math
 import re
@@ -393,6 +394,20 @@ def select_coco_detections(
     return kept, dropped
 
 
+@contextlib.contextmanager
+def _gc_paused():
+    """Pause Python's cyclic garbage collector. COCOeval allocates millions of small, acyclic objects (refcounting
+    frees them); every collection the allocations trigger would also traverse everything else alive (the GT, the
+    eval records), which costs tens of percent at COCO-val size."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 @register_metric("detection")
 def coco_detection_metrics(
     coco_gt: Any,
@@ -429,7 +444,8 @@ def coco_detection_metrics(
 
     if kept:
         with contextlib.redirect_stdout(io.StringIO()):
-            dt = gt.loadRes(copy.deepcopy(kept))  # loadRes writes area/id/iscrowd into the dicts
+            # loadRes adds area/id/iscrowd/segmentation keys to the dicts and changes nothing else: shallow copies.
+            dt = gt.loadRes([dict(det) for det in kept])
     else:
         dt = COCO()
         dt.dataset = {"images": list(gt.dataset["images"]), "categories": list(gt.dataset["categories"])}
@@ -440,7 +456,7 @@ def coco_detection_metrics(
     evaluator = COCOeval(gt, dt, "bbox")
     evaluator.params.imgIds = image_ids
     summary = io.StringIO()
-    with contextlib.redirect_stdout(summary):
+    with contextlib.redirect_stdout(summary), _gc_paused():
         evaluator.evaluate()
         evaluator.accumulate()
         evaluator.summarize()

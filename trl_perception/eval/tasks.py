@@ -368,8 +368,12 @@ def detection_results(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """COCO results (``xywh`` in original pixels, score 1.0, model output order) from detection records."""
     results = []
     for record in records:
-        for det in record["prediction"]:
-            xywh = [float(v) for v in box_convert([det["bbox"]], "xyxy", "xywh")[0]]
+        predictions = record["prediction"]
+        if not predictions:
+            continue
+        # One conversion per image, not per box: at COCO-val size (36k boxes) per-box calls cost a second.
+        boxes = box_convert([det["bbox"] for det in predictions], "xyxy", "xywh").tolist()
+        for det, xywh in zip(predictions, boxes, strict=True):
             results.append(
                 {
                     "image_id": record["image_id"],
@@ -390,7 +394,8 @@ def _detection_metric(records: list[dict[str, Any]], context: EvalContext) -> di
             record["image_id"] = index
     results = detection_results(records)
     with open(Path(context.config.output_dir) / "coco_results.json", "w", encoding="utf-8") as f:
-        json.dump(strict_json(results), f, allow_nan=False)
+        # `json.dumps` runs the C encoder; `json.dump` to a file the pure-Python one (5x slower on 36k boxes).
+        f.write(json.dumps(strict_json(results), allow_nan=False))
     coco_gt, _ = context.state
     metrics = M.coco_detection_metrics(coco_gt, results, image_ids=[r["image_id"] for r in records])
     context.extra["pycocotools_summary"] = metrics.pop("summary")
