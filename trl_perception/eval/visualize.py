@@ -47,20 +47,30 @@ def draw_boxes(
     pred_labels: Sequence[str | None] = (),
     gt_points: Sequence[Sequence[float]] = (),
     caption: str | None = None,
+    pred_points: Sequence[Sequence[float]] = (),
+    max_side: int | None = None,
 ) -> Image.Image:
-    """Return a copy of ``image`` with GT (green) and predicted (red) ``xyxy`` boxes and GT points drawn on it.
+    """Return a copy of ``image`` with GT (green) and predicted (red) ``xyxy`` boxes and points drawn on it.
 
-    Coordinates are original pixels of ``image``; the copy is upscaled to at least `MIN_SIDE` px on its short side.
+    Coordinates are original pixels of ``image``; the copy is upscaled to at least `MIN_SIDE` px on its short side
+    and, with ``max_side``, downscaled so that its long side is at most ``max_side`` px. A ``caption`` may hold several
+    lines (``"\\n"``); each line is cut to the picture's width.
 
     >>> out = draw_boxes(Image.new("RGB", (64, 32)), gt_boxes=[[4, 4, 20, 20]], pred_boxes=[[6, 6, 22, 22]])
     >>> out.size
     (640, 320)
+    >>> draw_boxes(Image.new("RGB", (2000, 1000)), caption="a\\nb", max_side=500).size
+    (500, 286)
     """
     scale = max(1.0, MIN_SIDE / min(image.size))
-    width, height = round(image.width * scale), round(image.height * scale)
-    caption_height = 32 if caption else 0
+    if max_side is not None:
+        scale = min(scale, max_side / max(image.size))
+    width, height = max(1, round(image.width * scale)), max(1, round(image.height * scale))
+    lines = caption.split("\n") if caption else []
+    caption_height = max(32, 14 * len(lines) + 8) if lines else 0
     canvas = Image.new("RGB", (width, height + caption_height), (255, 255, 255))
-    canvas.paste(image.convert("RGB").resize((width, height), Image.Resampling.NEAREST), (0, 0))
+    resample = Image.Resampling.NEAREST if scale >= 1 else Image.Resampling.BILINEAR
+    canvas.paste(image.convert("RGB").resize((width, height), resample), (0, 0))
     draw = ImageDraw.Draw(canvas)
     line = max(2, round(scale))
 
@@ -72,15 +82,52 @@ def draw_boxes(
         if label:
             draw.text((min(x1, x2) + 3, min(y1, y2) + 2), str(label)[:40], fill=color)
 
+    def point(p, color):
+        x, y = (float(v) * scale for v in p[:2])
+        if math.isfinite(x) and math.isfinite(y) and abs(x) < 1e7 and abs(y) < 1e7:
+            r = 2 * line
+            draw.ellipse([x - r, y - r, x + r, y + r], outline=color, width=line)
+
     for i, b in enumerate(gt_boxes):
         box(b, GT_COLOR, gt_labels[i] if i < len(gt_labels) else None)
     for i, b in enumerate(pred_boxes):
         box(b, PRED_COLOR, pred_labels[i] if i < len(pred_labels) else None)
-    r = 2 * line
-    for x, y in gt_points:
-        draw.ellipse([x * scale - r, y * scale - r, x * scale + r, y * scale + r], outline=GT_COLOR, width=line)
-    if caption:
-        draw.text((6, height + 8), caption[:120], fill=(0, 0, 0))
+    for p in gt_points:
+        point(p, GT_COLOR)
+    for p in pred_points:
+        point(p, PRED_COLOR)
+    chars = max(120, width // 6)  # the default font is about 6 px per character
+    for i, text in enumerate(lines):
+        draw.text((6, height + 8 + 14 * i), text[:chars], fill=(0, 0, 0))
+    return canvas
+
+
+def tile_pictures(
+    pictures: Sequence[Image.Image], columns: int = 4, gap: int = 4, title: str | None = None
+) -> Image.Image:
+    """Pictures side by side, ``columns`` per row (top-aligned, white background), under an optional one-line title.
+
+    >>> tile_pictures([Image.new("RGB", (10, 20)), Image.new("RGB", (30, 10)), Image.new("RGB", (5, 5))], columns=2).size
+    (44, 29)
+    """
+    if not pictures:
+        raise ValueError("tile_pictures needs at least one picture.")
+    columns = max(1, min(columns, len(pictures)))
+    rows = [pictures[i : i + columns] for i in range(0, len(pictures), columns)]
+    col_widths = [max(row[c].width for row in rows if c < len(row)) for c in range(columns)]
+    row_heights = [max(p.height for p in row) for row in rows]
+    title_height = 22 if title else 0
+    width = sum(col_widths) + gap * (columns - 1)
+    canvas = Image.new("RGB", (width, title_height + sum(row_heights) + gap * (len(rows) - 1)), (255, 255, 255))
+    if title:
+        ImageDraw.Draw(canvas).text((6, 5), title[: max(120, width // 6)], fill=(0, 0, 0))
+    y = title_height
+    for row, row_height in zip(rows, row_heights):
+        x = 0
+        for c, picture in enumerate(row):
+            canvas.paste(picture, (x, y))
+            x += col_widths[c] + gap
+        y += row_height + gap
     return canvas
 
 
