@@ -65,6 +65,9 @@ class PerceptionGRPOTrainer(GRPOTrainer):
       on the vLLM CPU build (see [`~trl_perception.vllm_utils.PerceptionVLLMGeneration`]);
     - never samples vision special tokens, with transformers or vLLM;
     - validates the setup up front (left padding, no prompt truncation, vLLM context length) with actionable errors.
+    - draws a few prompts' rollouts (ground truth, parsed predictions, rewards, advantages) every
+      `rollout_pictures_steps` steps into `output_dir/rollouts/` and the `report_to` trackers
+      ([`~trl_perception.rollout_pictures.RolloutPicturesCallback`], added unless `callbacks` holds one; docs/tracking.md).
 
     Args:
         model, reward_funcs, args, train_dataset, eval_dataset, processing_class, **kwargs:
