@@ -19,8 +19,8 @@ default interval of 50 draws twice (steps 1 and 50), twice the steady-state rate
 The time one drawing takes (all prompts of a step, PNG and JSON files included) is printed too, and a second ratio
 from the "on" run alone: its time over its time minus the drawing and the trainer's capture, both timed inside it.
 That one is the ratio the budget is checked on: on a shared machine, the load drift between two separate runs can be
-many times the overhead (measured on the shared 2-core machine, 50 steps: one drawing 167-335 ms, same-run ratio
-1.001, separate-run ratio 1.13 and 1.25 in two invocations whose "off" and "on" steps took 10.6-13.6 s).
+many times the overhead (measured on the shared 2-core machine, 50 steps: one drawing 167-335 ms; same-run ratio
+1.001; separate-run ratios 1.13 and 1.25, in two invocations whose steps took 10.6-13.6 s).
 
 Usage:
 
