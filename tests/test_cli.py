@@ -463,6 +463,8 @@ def _cli(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 def test_eval_strategy_evaluates_on_the_test_split(tmp_path):
+    """Also, without `--disable_tqdm`: progress bars for building the dataset, held-out scoring and the warm start;
+    and the rollout pictures, on by default."""
     out = tmp_path / "run"
     proc = _cli(
         [
@@ -474,9 +476,11 @@ def test_eval_strategy_evaluates_on_the_test_split(tmp_path):
             "--max_steps",
             "1",
             "--warmstart_steps",
-            "0",
+            "2",
+            "--warmstart_batch_size",
+            "4",
             "--heldout_samples",
-            "0",
+            "4",
             "--per_device_train_batch_size",
             "4",
             "--num_generations",
@@ -489,15 +493,35 @@ def test_eval_strategy_evaluates_on_the_test_split(tmp_path):
             "4",
             "--output_dir",
             str(out),
-            "--disable_tqdm",
-            "true",
         ],  # fmt: skip
         cwd=tmp_path,
+        HF_DATASETS_CACHE=str(tmp_path / "datasets-cache"),  # a fresh cache: the splits are built, not reused
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     history = json.loads((out / "metrics.json").read_text())["log_history"]
     evals = [entry for entry in history if "eval_reward" in entry]
     assert evals and "eval_rewards/count_exact/mean" in evals[0]
+    for bar in ("Generating train split", "held-out scoring", "warm start: 100%"):
+        assert bar in proc.stderr, bar
+    assert "[warm start] step 2/2 loss" in proc.stdout
+    pictures = sorted(os.listdir(out / "rollouts" / "step_000001"))
+    assert pictures == ["prompt_00.json", "prompt_00.png", "prompt_01.json", "prompt_01.png"]
+
+
+def test_dataset_progress_bars_follow_the_flag_and_restore_the_setting():
+    import datasets
+
+    assert not datasets.utils.are_progress_bars_disabled()
+    with train_script.dataset_progress_bars(False):
+        assert datasets.utils.are_progress_bars_disabled()
+    assert not datasets.utils.are_progress_bars_disabled()
+    datasets.disable_progress_bars()
+    try:
+        with train_script.dataset_progress_bars(True):
+            assert not datasets.utils.are_progress_bars_disabled()
+        assert datasets.utils.are_progress_bars_disabled()
+    finally:
+        datasets.enable_progress_bars()
 
 
 @pytest.mark.slow

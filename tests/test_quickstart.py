@@ -59,6 +59,10 @@ def test_quickstart_learns_to_count(tmp_path, model):
     assert heldout["image_blind_baseline"]["p_value"] < 1e-3
     for name in ("metrics.json", "metrics.csv", "reward_curve.png"):
         assert (out / name).stat().st_size > 0
+    # Rollout pictures are on by default: the first step, then every 50 of the 150 steps.
+    assert sorted(os.listdir(out / "rollouts")) == [f"step_{s:06d}" for s in (1, 50, 100, 150)]
+    # `--disable_tqdm true` silences the progress bars of the phases around GRPO too.
+    assert "held-out scoring" not in proc.stderr and "warm start:" not in proc.stderr
 
     # `trl-perception eval --config quickstart` evaluates runs/quickstart on the same 300 held-out rows; read as the
     # reward reads them (the integer answer, the held-out budget of 4 tokens), its accuracy is the held-out score.

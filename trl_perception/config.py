@@ -66,6 +66,16 @@ class PerceptionGRPOConfig(GRPOConfig):
             weights after each optimizer step. vLLM's weight-transfer engines need CUDA; set this to `False` only to
             generate through a server without syncing (frozen-policy rollouts, CPU smoke tests). The trainer then
             refuses to generate after an optimizer step, instead of silently training off-policy.
+
+        > Parameters that control the rollout pictures
+
+        rollout_pictures_steps (`int`, *optional*, defaults to `50`):
+            Draw the rollouts of a few prompts at the first step and then every this many steps: for each prompt, the
+            image with the ground truth and every rollout's parsed prediction, rewards and advantage, saved under
+            `output_dir/rollouts/step_XXXXXX/` and sent to the trackers of `report_to`
+            ([`~trl_perception.rollout_pictures.RolloutPicturesCallback`]). `0` disables them.
+        rollout_pictures_prompts (`int`, *optional*, defaults to `2`):
+            Prompts drawn each time (with all their `num_generations` rollouts).
     """
 
     # Parameters that control the reward inputs
@@ -111,7 +121,24 @@ class PerceptionGRPOConfig(GRPOConfig):
         },
     )
 
+    # Parameters that control the rollout pictures
+    rollout_pictures_steps: int = field(
+        default=50,
+        metadata={
+            "help": "Draw a few prompts' rollouts (image, ground truth, parsed predictions, rewards, advantages) at "
+            "the first step and every N steps, into output_dir/rollouts/ and the report_to trackers; 0 disables."
+        },
+    )
+    rollout_pictures_prompts: int = field(
+        default=2, metadata={"help": "Prompts drawn each time rollout pictures are drawn (all their rollouts)."}
+    )
+
     def __post_init__(self):
+        if self.rollout_pictures_steps < 0 or self.rollout_pictures_prompts < 1:
+            raise ValueError(
+                f"`rollout_pictures_steps` ({self.rollout_pictures_steps}) must be >= 0 (0 disables the pictures) and "
+                f"`rollout_pictures_prompts` ({self.rollout_pictures_prompts}) >= 1."
+            )
         super().__post_init__()
 
         if self.model_family != "auto":

@@ -28,6 +28,7 @@ from trl.trainer.utils import nanstd
 from .checkpoints import load_checkpoint_weights, resolve_resume_argument
 from .config import PerceptionGRPOConfig
 from .families import AUTO, ModelFamily, family_for_model_type, get_family, vision_token_ids
+from .rollout_pictures import RolloutBatch, RolloutPicturesCallback
 from .vllm_utils import PerceptionVLLMGeneration
 
 
@@ -64,6 +65,9 @@ class PerceptionGRPOTrainer(GRPOTrainer):
       on the vLLM CPU build (see [`~trl_perception.vllm_utils.PerceptionVLLMGeneration`]);
     - never samples vision special tokens, with transformers or vLLM;
     - validates the setup up front (left padding, no prompt truncation, vLLM context length) with actionable errors.
+    - draws a few prompts' rollouts (ground truth, parsed predictions, rewards, advantages) every
+      `rollout_pictures_steps` steps into `output_dir/rollouts/` and the `report_to` trackers
+      ([`~trl_perception.rollout_pictures.RolloutPicturesCallback`], added unless `callbacks` holds one; docs/tracking.md).
 
     Args:
         model, reward_funcs, args, train_dataset, eval_dataset, processing_class, **kwargs:
@@ -122,6 +126,8 @@ class PerceptionGRPOTrainer(GRPOTrainer):
                 "suppress_vision_tokens",
                 "check_vllm_prompts",
                 "vllm_server_weight_sync",
+                "rollout_pictures_steps",
+                "rollout_pictures_prompts",
             )
         }
 
@@ -167,6 +173,17 @@ class PerceptionGRPOTrainer(GRPOTrainer):
         self._image_token_id = getattr(self.processing_class, "image_token_id", None)
         self._model_image_sizes = None
         self._seen_tasks: set[str] = set()
+
+        # Rollout pictures: the config's callback unless the caller passed one (whose settings then apply)
+        if self.perception_args["rollout_pictures_steps"] > 0 and not self._rollout_picture_callbacks():
+            self.add_callback(
+                RolloutPicturesCallback(
+                    every_steps=self.perception_args["rollout_pictures_steps"],
+                    num_prompts=self.perception_args["rollout_pictures_prompts"],
+                )
+            )
+        self._picture_image_sizes = None
+        self._rollout_capture = None
 
         # Vision special tokens: TRL suppresses only the image token, and only with transformers generation
         self._vision_token_ids = vision_token_ids(self._tokenizer, self.model_family) if self._is_vlm else {}
@@ -315,6 +332,7 @@ class PerceptionGRPOTrainer(GRPOTrainer):
     def _tokenize_prompts(self, prompts: list):
         prompt_ids, images, multimodal_fields = super()._tokenize_prompts(prompts)
         self._model_image_sizes = None
+        self._picture_image_sizes = None
         grid = multimodal_fields.get("image_grid_thw")
         if images is None or grid is None or self._patch_size is None:
             return prompt_ids, images, multimodal_fields
@@ -346,6 +364,7 @@ class PerceptionGRPOTrainer(GRPOTrainer):
                 )
         if self.perception_args["pass_model_image_sizes"]:
             self._model_image_sizes = sizes
+        self._picture_image_sizes = sizes  # rollout pictures map boxes with the sizes the model saw, in any case
         return prompt_ids, images, multimodal_fields
 
     def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
@@ -377,11 +396,59 @@ class PerceptionGRPOTrainer(GRPOTrainer):
                 f"Not passing `model_image_sizes` to the rewards: {len(sizes)} sizes for {len(inputs)} samples."
             )
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        self._capture_rollouts(inputs, completions, rewards_per_func)
 
         task_column = self.perception_args["task_column"]
         if task_column and task_column in inputs[0]:
             self._log_task_metrics([example.get(task_column) for example in inputs], rewards_per_func)
         return rewards_per_func
+
+    # ---------------------------------------------------------------- rollout pictures
+
+    def _rollout_picture_callbacks(self) -> list[RolloutPicturesCallback]:
+        return [cb for cb in self.callback_handler.callbacks if isinstance(cb, RolloutPicturesCallback)]
+
+    def _capture_rollouts(self, inputs, completions, rewards_per_func: torch.Tensor) -> None:
+        """On the main process, when a rollout-pictures callback draws the coming step: keep this process's rows,
+        completions and rewards (`rewards_per_func` is gathered in rank order); the advantages join them in
+        `_generate_and_score_completions`."""
+        sizes, self._picture_image_sizes = self._picture_image_sizes, None
+        self._rollout_capture = None
+        step = self.state.global_step + 1  # the step these rollouts are trained on
+        if not self.model.training or not self.accelerator.is_main_process:
+            return
+        callbacks = [cb for cb in self._rollout_picture_callbacks() if cb.due(step)]
+        if not callbacks:
+            return
+        from .rewards._base import completion_text
+
+        rows = inputs
+        if sizes is not None and len(sizes) == len(inputs):
+            rows = [
+                {**row, "model_image_sizes": row.get("model_image_sizes") or size} for row, size in zip(rows, sizes)
+            ]
+        start = self.accelerator.process_index * len(inputs)
+        local = rewards_per_func[start : start + len(inputs)].tolist()
+        self._rollout_capture = (callbacks, step, rows, [completion_text(c) for c in completions], local)
+
+    def _generate_and_score_completions(self, inputs):
+        output = super()._generate_and_score_completions(inputs)
+        capture, self._rollout_capture = self._rollout_capture, None
+        if capture is not None:
+            callbacks, step, rows, completions, rewards = capture
+            batch = RolloutBatch(
+                rows=rows,
+                completions=completions,
+                rewards=rewards,
+                reward_names=list(self.reward_func_names),
+                reward_weights=self.reward_weights.tolist(),
+                advantages=output["advantages"].tolist(),
+                num_generations=self.num_generations,
+                reward_funcs=list(self.reward_funcs),
+            )
+            for callback in callbacks:
+                callback.capture(batch, step, self.callback_handler.callbacks)
+        return output
 
     def _log_task_metrics(self, local_tasks: list, rewards_per_func: torch.Tensor) -> None:
         """Reward mean/std per task and reward function; NaN for tasks absent from this batch."""

@@ -26,10 +26,12 @@ from __future__ import annotations
 
 import inspect
 import random
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 from trl.data_utils import prepare_multimodal_messages
 
 
@@ -77,8 +79,9 @@ def heldout_greedy_scores(
     max_new_tokens: int = 16,
     batch_size: int = 32,
     chat_template_kwargs: dict[str, Any] | None = None,
+    progress: bool = False,
 ) -> dict[str, Any]:
-    """Greedy completions for `rows`, scored by each reward function.
+    """Greedy completions for `rows`, scored by each reward function; `progress` shows a progress bar (rows).
 
     Returns:
         `dict`: `{"n": len(rows), "rewards": {name: mean}, "reward": mean of the summed rewards,
@@ -88,11 +91,14 @@ def heldout_greedy_scores(
     model.eval()
     completions: list[str] = []
     tokenizer = processor.tokenizer
+    bar = tqdm(total=len(rows), desc="held-out scoring", unit="row", disable=not progress, leave=False)
     for start in range(0, len(rows), batch_size):
         batch = rows[start : start + batch_size]
         inputs = _encode(processor, batch, chat_template_kwargs=chat_template_kwargs).to(model.device)
         output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
         completions += tokenizer.batch_decode(output[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+        bar.update(len(batch))
+    bar.close()
     if was_training:
         model.train()
 
@@ -130,6 +136,7 @@ def supervised_warm_start(
     seed: int = 0,
     log_every: int = 0,
     chat_template_kwargs: dict[str, Any] | None = None,
+    progress: bool = False,
 ) -> list[float]:
     """A few steps of completion-only supervised training (AdamW). Returns the loss per step.
 
@@ -141,11 +148,14 @@ def supervised_warm_start(
             but nothing about the image.
         chat_template_kwargs (`dict`, *optional*):
             Passed to `apply_chat_template`, as `GRPOConfig.chat_template_kwargs` is for the rollouts.
+        progress (`bool`, *optional*, defaults to `False`):
+            Show a progress bar (steps, with the loss); the `log_every` lines are printed above it.
     """
     rng = random.Random(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate)
     model.train()
     losses = []
+    bar = tqdm(total=steps, desc="warm start", unit="step", disable=not progress, leave=False)
     for step in range(steps):
         batch = rng.sample(list(rows), min(batch_size, len(rows)))
         sources = [rng.choice(rows) for _ in batch] if shuffle_targets else batch
@@ -163,6 +173,11 @@ def supervised_warm_start(
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         losses.append(loss.item())
+        bar.update(1)
+        bar.set_postfix(loss=f"{losses[-1]:.4f}", refresh=False)
         if log_every and (step + 1) % log_every == 0:
-            print(f"[warm start] step {step + 1}/{steps} loss {loss.item():.4f}", flush=True)
+            # tqdm.write keeps the line above an active bar (a plain print otherwise).
+            tqdm.write(f"[warm start] step {step + 1}/{steps} loss {loss.item():.4f}", file=sys.stdout)
+            sys.stdout.flush()
+    bar.close()
     return losses

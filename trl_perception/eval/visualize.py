@@ -59,6 +59,20 @@ def _text_on_background(draw: ImageDraw.ImageDraw, xy, text: str, color, font, b
     draw.text((x + 3 - left, y + 2 - top), text, fill=(255, 255, 255), font=font)
 
 
+def _fit(text: str, font, max_width: int) -> str:
+    """``text`` cut (binary search on its rendered length) so that it fits ``max_width`` px."""
+    if font.getlength(text) <= max_width:
+        return text
+    lo, hi = 0, len(text)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if font.getlength(text[:mid] + "…") <= max_width:
+            lo = mid
+        else:
+            hi = mid - 1
+    return text[:lo] + "…"
+
+
 def draw_boxes(
     image: Image.Image,
     gt_boxes: Sequence[Sequence[float]] = (),
@@ -68,28 +82,38 @@ def draw_boxes(
     gt_points: Sequence[Sequence[float]] = (),
     caption: str | Sequence[str] | None = None,
     pred_points: Sequence[Sequence[float]] = (),
+    max_side: int | None = None,
 ) -> Image.Image:
     """Return a copy of ``image`` with GT (green) and predicted (red) ``xyxy`` boxes and points drawn on it.
 
-    Coordinates are original pixels of ``image``; the copy is upscaled to at least `MIN_SIDE` px on its short side.
-    Box labels are written in white on a box of the box's colour, so they stay readable on filled regions.
-    ``caption`` (a string or a list of lines) goes in a white band under the image.
+    Coordinates are original pixels of ``image``; the copy is upscaled to at least `MIN_SIDE` px on its short side
+    and, with ``max_side``, downscaled so that its long side is at most ``max_side`` px. Box labels are written in
+    white on a box of the box's colour, so they stay readable on filled regions. ``caption`` (a string, whose
+    ``"\\n"`` start new lines, or a list of lines) goes in a white band under the image. Without ``max_side`` the band
+    is as wide as the longest line; with it, lines are cut to the picture's width.
 
     >>> out = draw_boxes(Image.new("RGB", (64, 32)), gt_boxes=[[4, 4, 20, 20]], pred_boxes=[[6, 6, 22, 22]])
     >>> out.size
     (640, 320)
+    >>> draw_boxes(Image.new("RGB", (2000, 1000)), caption="a\\nb", max_side=500).size
+    (500, 298)
     """
     scale = max(1.0, MIN_SIDE / min(image.size))
-    width, height = round(image.width * scale), round(image.height * scale)
-    lines = [caption] if isinstance(caption, str) else list(caption or [])
+    if max_side is not None:
+        scale = min(scale, max_side / max(image.size))
+    width, height = max(1, round(image.width * scale)), max(1, round(image.height * scale))
+    raw = caption.split("\n") if isinstance(caption, str) else list(caption or [])
     font = _font(14)
     line_height = 20
-    lines = [text[:160] for text in lines]
+    lines = [text[:160] for text in raw]
+    if max_side is not None:  # a fixed-size panel: cut each line to the width instead of widening the band
+        lines = [_fit(text, font, width - 12) for text in lines]
     caption_height = 8 + line_height * len(lines) if lines else 0
     # The caption band is as wide as its longest line: a narrow image does not cut the caption off.
     canvas_width = max([width, *(round(font.getlength(text)) + 12 for text in lines)])
     canvas = Image.new("RGB", (canvas_width, height + caption_height), (255, 255, 255))
-    canvas.paste(image.convert("RGB").resize((width, height), Image.Resampling.NEAREST), (0, 0))
+    resample = Image.Resampling.NEAREST if scale >= 1 else Image.Resampling.BILINEAR
+    canvas.paste(image.convert("RGB").resize((width, height), resample), (0, 0))
     draw = ImageDraw.Draw(canvas)
     line = max(2, round(scale))
 
@@ -101,19 +125,51 @@ def draw_boxes(
         if label:
             _text_on_background(draw, (min(x1, x2), min(y1, y2)), str(label)[:40], color, font, (width, height))
 
+    def point(p, color):
+        x, y = (float(v) * scale for v in p[:2])
+        if math.isfinite(x) and math.isfinite(y) and abs(x) < 1e7 and abs(y) < 1e7:
+            r = 2 * line
+            draw.ellipse([x - r, y - r, x + r, y + r], outline=color, width=line)
+
     for i, b in enumerate(gt_boxes):
         box(b, GT_COLOR, gt_labels[i] if i < len(gt_labels) else None)
     for i, b in enumerate(pred_boxes):
         box(b, PRED_COLOR, pred_labels[i] if i < len(pred_labels) else None)
-    r = 2 * line
-    for points, color in ((gt_points, GT_COLOR), (pred_points, PRED_COLOR)):
-        for x, y in points:
-            if not (math.isfinite(x) and math.isfinite(y) and abs(x) < 1e7 and abs(y) < 1e7):
-                continue
-            x, y = x * scale, y * scale
-            draw.ellipse([x - r, y - r, x + r, y + r], outline=color, width=line)
+    for p in gt_points:
+        point(p, GT_COLOR)
+    for p in pred_points:
+        point(p, PRED_COLOR)
     for i, text in enumerate(lines):
         draw.text((6, height + 4 + i * line_height), text, fill=(0, 0, 0), font=font)
+    return canvas
+
+
+def tile_pictures(
+    pictures: Sequence[Image.Image], columns: int = 4, gap: int = 4, title: str | None = None
+) -> Image.Image:
+    """Pictures side by side, ``columns`` per row (top-aligned, white background), under an optional one-line title.
+
+    >>> tile_pictures([Image.new("RGB", (10, 20)), Image.new("RGB", (30, 10)), Image.new("RGB", (5, 5))], columns=2).size
+    (44, 29)
+    """
+    if not pictures:
+        raise ValueError("tile_pictures needs at least one picture.")
+    columns = max(1, min(columns, len(pictures)))
+    rows = [pictures[i : i + columns] for i in range(0, len(pictures), columns)]
+    col_widths = [max(row[c].width for row in rows if c < len(row)) for c in range(columns)]
+    row_heights = [max(p.height for p in row) for row in rows]
+    title_height = 22 if title else 0
+    width = sum(col_widths) + gap * (columns - 1)
+    canvas = Image.new("RGB", (width, title_height + sum(row_heights) + gap * (len(rows) - 1)), (255, 255, 255))
+    if title:
+        ImageDraw.Draw(canvas).text((6, 5), title[: max(120, width // 6)], fill=(0, 0, 0))
+    y = title_height
+    for row, row_height in zip(rows, row_heights):
+        x = 0
+        for c, picture in enumerate(row):
+            canvas.paste(picture, (x, y))
+            x += col_widths[c] + gap
+        y += row_height + gap
     return canvas
 
 

@@ -27,6 +27,7 @@ keyword arguments, the model family) is checked by [`validate_arguments`] first,
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import difflib
 import functools
@@ -424,6 +425,20 @@ def warmstart_target(row: dict[str, Any]) -> str:
     )
 
 
+@contextlib.contextmanager
+def dataset_progress_bars(enabled: bool):
+    """`datasets`' progress bars (building a split, mapping, ...) on while the block runs when `enabled`, off
+    otherwise (other processes, `--disable_tqdm true`); the previous setting is restored afterwards."""
+    import datasets
+
+    was_enabled = not datasets.utils.are_progress_bars_disabled()
+    (datasets.enable_progress_bars if enabled else datasets.disable_progress_bars)()
+    try:
+        yield
+    finally:
+        (datasets.enable_progress_bars if was_enabled else datasets.disable_progress_bars)()
+
+
 def _previous_summary(output_dir: str) -> dict[str, Any]:
     """The `summary` of the run directory's `metrics.json` (written by the earlier launch), or `{}`."""
     try:
@@ -684,17 +699,21 @@ def main(
     # Dataset: the built-in builders write prompts for the family unless `dataset_kwargs.family` names one. The test
     # split serves held-out scoring and, with `eval_strategy` other than "no", the trainer's evaluation (as in
     # `trl grpo`).
+    # Progress bars (dataset building, held-out scoring, warm start) on the main process only; `--disable_tqdm true`
+    # turns them off, as it does the trainer's.
+    progress = state.is_main_process and not training_args.disable_tqdm
     dataset_kwargs = {"default_family": family.name, **(script_args.dataset_kwargs or {})}
-    train_dataset = load_perception_dataset(
-        script_args.dataset_name, script_args.dataset_train_split, script_args.dataset_config, **dataset_kwargs
-    )
-    if script_args.dataset_train_limit is not None:
-        train_dataset = train_dataset.select(range(min(script_args.dataset_train_limit, len(train_dataset))))
-    test_dataset = None
-    if script_args.heldout_samples or _evaluates(training_args):
-        test_dataset = load_perception_dataset(
-            script_args.dataset_name, script_args.dataset_test_split, script_args.dataset_config, **dataset_kwargs
+    with dataset_progress_bars(progress):
+        train_dataset = load_perception_dataset(
+            script_args.dataset_name, script_args.dataset_train_split, script_args.dataset_config, **dataset_kwargs
         )
+        if script_args.dataset_train_limit is not None:
+            train_dataset = train_dataset.select(range(min(script_args.dataset_train_limit, len(train_dataset))))
+        test_dataset = None
+        if script_args.heldout_samples or _evaluates(training_args):
+            test_dataset = load_perception_dataset(
+                script_args.dataset_name, script_args.dataset_test_split, script_args.dataset_config, **dataset_kwargs
+            )
 
     # Model and processor are loaded here (not by the trainer) so that warm start and held-out scoring use them.
     # As `trl grpo` does: ModelConfig's dtype / attention / revision, then `model_init_kwargs` on top.
@@ -763,6 +782,7 @@ def main(
             reward_funcs,
             max_new_tokens=script_args.heldout_max_new_tokens,
             chat_template_kwargs=training_args.chat_template_kwargs,
+            progress=progress,
         )
         summary.setdefault("heldout", {})[tag] = {k: v for k, v in result.items() if k != "completions"}
         rewards = ", ".join(f"{name} {value:.3f}" for name, value in result["rewards"].items())
@@ -786,6 +806,7 @@ def main(
             seed=training_args.seed,
             log_every=max(1, script_args.warmstart_steps // 4),
             chat_template_kwargs=training_args.chat_template_kwargs,
+            progress=progress,
         )
         summary["warmstart"] = {
             "steps": len(losses),
