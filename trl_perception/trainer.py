@@ -22,12 +22,22 @@ import torch
 import trl.trainer.grpo_trainer as _grpo_trainer_module
 from accelerate.logging import get_logger
 from accelerate.utils import broadcast_object_list, gather_object
+from accelerate.utils import is_peft_model as _is_peft_model
 from trl import GRPOTrainer
 from trl.trainer.utils import nanstd
 
 from .checkpoints import load_checkpoint_weights, resolve_resume_argument
 from .config import PerceptionGRPOConfig
-from .families import AUTO, ModelFamily, family_for_model_type, get_family, vision_token_ids
+from .families import (
+    AUTO,
+    VISION_PARTS,
+    ModelFamily,
+    family_for_model_type,
+    get_family,
+    model_type_of,
+    vision_parameters,
+    vision_token_ids,
+)
 from .vllm_utils import PerceptionVLLMGeneration
 
 
@@ -122,6 +132,8 @@ class PerceptionGRPOTrainer(GRPOTrainer):
                 "suppress_vision_tokens",
                 "check_vllm_prompts",
                 "vllm_server_weight_sync",
+                "freeze_vision_tower",
+                "freeze_vision_projector",
             )
         }
 
@@ -135,6 +147,11 @@ class PerceptionGRPOTrainer(GRPOTrainer):
                     "`AutoProcessor.from_pretrained(path, padding_side='left')` or set "
                     "`processor.tokenizer.padding_side = 'left'`."
                 )
+
+        # LoRA: TRL's `--use_peft` leaves `target_modules` unset, which PEFT cannot resolve for VLMs; a bare list of
+        # names would also adapt the vision tower's layers of the same name.
+        if kwargs.get("peft_config") is not None:
+            kwargs["peft_config"] = self._with_default_lora_targets(kwargs["peft_config"], model)
 
         # Model, processing class, rewards, vLLM: GRPOTrainer, with the perception vLLM backend
         generation_factory = functools.partial(
@@ -155,6 +172,9 @@ class PerceptionGRPOTrainer(GRPOTrainer):
 
         # Model family: rewards with family="auto" score in its frame; its vision tokens are suppressed
         self.model_family = self._resolve_model_family(self.perception_args["model_family"])
+
+        # Frozen vision parts: before `train()` builds the optimizer (which only takes parameters that need a gradient)
+        self._freeze_vision()
 
         if self.use_vllm and self.model_family is not None and self.model_family.image_wrapper_tokens:
             start, end = (self._tokenizer.convert_tokens_to_ids(t) for t in self.model_family.image_wrapper_tokens)
@@ -232,6 +252,67 @@ class PerceptionGRPOTrainer(GRPOTrainer):
                 "`model_family` (PerceptionGRPOConfig) or register the family (docs/families.md)."
             )
             return None
+
+    def _with_default_lora_targets(self, peft_config, model):
+        """`peft_config` with the family's language-model-only LoRA targets when it names none."""
+        import copy
+
+        if getattr(peft_config, "target_modules", "unset") is not None or getattr(
+            peft_config, "target_parameters", None
+        ):
+            return peft_config
+        family = self.perception_args["model_family"]
+        try:
+            family = get_family(family) if family != AUTO else family_for_model_type(model_type_of(model))
+        except (ValueError, OSError):
+            raise ValueError(
+                "LoRA without `target_modules` (`--lora_target_modules`) takes the model family's language-model "
+                "layers, but the family of this model is unknown: set `model_family` or `lora_target_modules`."
+            ) from None
+        peft_config = copy.deepcopy(peft_config)
+        peft_config.target_modules = family.lora_targets()
+        logger.info(f"LoRA targets (family {family.name}): {peft_config.target_modules}")
+        return peft_config
+
+    def _freeze_vision(self) -> None:
+        """Apply `freeze_vision_tower` / `freeze_vision_projector`, and report LoRA adapters on the vision side."""
+        parts = [part for part in VISION_PARTS if self.perception_args[f"freeze_vision_{part}"]]
+        model = self.accelerator.unwrap_model(self.model)
+        adapted = _is_peft_model(model)
+        if not parts and not adapted:
+            return
+        if self.model_family is None:
+            if not parts:
+                return  # LoRA on a model no family describes: nothing to check the targets against
+            raise ValueError(
+                f"`freeze_vision_{parts[0]}` needs the model family to locate the vision modules, and none recognises "
+                "this model: set `model_family` (PerceptionGRPOConfig) or register its family (docs/families.md)."
+            )
+        for part in VISION_PARTS:
+            try:
+                params = vision_parameters(model, self.model_family, part)
+            except ValueError:
+                if part in parts:
+                    raise
+                continue  # only the LoRA report needs it
+            lora = sorted({name.rsplit(".lora_", 1)[0] for name in params if ".lora_" in name})
+            if part in parts:
+                if lora:
+                    raise ValueError(
+                        f"`freeze_vision_{part}=True`, but LoRA adapts {len(lora)} modules of the vision {part} (e.g. "
+                        f"{lora[0]}): restrict `lora_target_modules` to the language model (leave it unset for the "
+                        "family's default), or do not freeze that part."
+                    )
+                for param in params.values():
+                    param.requires_grad_(False)
+                logger.info(
+                    f"Froze the vision {part}: {len(params)} tensors, {sum(p.numel() for p in params.values())} weights."
+                )
+            elif lora:
+                logger.warning(
+                    f"LoRA adapts {len(lora)} modules of the vision {part} (e.g. {lora[0]}); leave "
+                    "`lora_target_modules` unset for the family's language-model-only default."
+                )
 
     def _pixel_budget_probe(self):
         """Trainer-side ids for two probe images at both ends of the pixel budget (fitting vLLM's context)."""
