@@ -182,3 +182,18 @@ def test_frozen_vision_parts_stay_bit_identical(tmp_path, tiny_models, arch, fre
     assert not changed & tower
     assert bool(changed & projector) is not freeze_projector
     assert any(n.startswith(get_family(arch).language_model + ".") for n in changed)
+
+
+def test_lora_and_freezing_options_reach_the_trainer_from_the_command_line_and_a_recipe(tmp_path):
+    from trl import get_peft_config
+
+    from trl_perception.scripts.train import make_parser
+
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("freeze_vision_projector: true\nlora_alpha: 8\nbf16: false\nuse_cpu: true\n")
+    argv = ["--config", str(recipe), "--model_name_or_path", "tiny:qwen2_5_vl", "--reward_funcs", "count_exact"]
+    argv += ["--output_dir", str(tmp_path), "--use_peft", "true", "--lora_r", "4", "--freeze_vision_tower", "true"]
+    _, training_args, model_args = make_parser().parse_args_and_config(argv, fail_with_unknown_args=False)[:3]
+    assert training_args.freeze_vision_tower and training_args.freeze_vision_projector
+    config = get_peft_config(model_args)
+    assert (config.r, config.lora_alpha, config.target_modules) == (4, 8, None)  # the trainer fills the targets in
