@@ -396,6 +396,7 @@ class PerceptionGRPOTrainer(GRPOTrainer):
     def _tokenize_prompts(self, prompts: list):
         prompt_ids, images, multimodal_fields = super()._tokenize_prompts(prompts)
         self._model_image_sizes = None
+        self._check_images_on_every_process(images)
         grid = multimodal_fields.get("image_grid_thw")
         if images is None or grid is None or self._patch_size is None:
             return prompt_ids, images, multimodal_fields
@@ -428,6 +429,24 @@ class PerceptionGRPOTrainer(GRPOTrainer):
         if self.perception_args["pass_model_image_sizes"]:
             self._model_image_sizes = sizes
         return prompt_ids, images, multimodal_fields
+
+    def _check_images_on_every_process(self, images) -> None:
+        """Under ZeRO-3, fail on a batch that has images on some processes only, instead of hanging: the vision tower
+        runs only where there are images, and each of its layers gathers its weights from every process."""
+        from .distributed import zero3_enabled
+
+        if self.accelerator.num_processes == 1 or not self._is_vlm or not zero3_enabled():
+            return
+        has_images = [bool(images) and any(bool(img_list) for img_list in images)]
+        flags = gather_object(has_images)  # every process tokenizes each generation batch: a safe collective
+        if any(flags) and not all(flags):
+            without = [rank for rank, flag in enumerate(flags) if not flag]
+            raise ValueError(
+                f"Under DeepSpeed ZeRO-3 this generation batch has images on some processes but none on process(es) "
+                f"{without}: the vision tower would run on some processes only and its weight gathers would hang. Give "
+                "every row an image (or keep text-only rows in a separate run), or use ZeRO-2 (`--accelerate_config "
+                "zero2_cpu` / `zero2`), which does not gather weights in the forward pass."
+            )
 
     def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
         unsynced_server = (
