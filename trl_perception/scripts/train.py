@@ -677,22 +677,8 @@ def main(
     training_args.model_family = family.name
     state.print(f"[family] {family.name}: boxes as {family.box_syntax} in the {family.box_frame!r} frame")
 
-    # Dataset: the built-in builders write prompts for the family unless `dataset_kwargs.family` names one. The test
-    # split serves held-out scoring and, with `eval_strategy` other than "no", the trainer's evaluation (as in
-    # `trl grpo`).
-    dataset_kwargs = {"default_family": family.name, **(script_args.dataset_kwargs or {})}
-    train_dataset = load_perception_dataset(
-        script_args.dataset_name, script_args.dataset_train_split, script_args.dataset_config, **dataset_kwargs
-    )
-    if script_args.dataset_train_limit is not None:
-        train_dataset = train_dataset.select(range(min(script_args.dataset_train_limit, len(train_dataset))))
-    test_dataset = None
-    if script_args.heldout_samples or _evaluates(training_args):
-        test_dataset = load_perception_dataset(
-            script_args.dataset_name, script_args.dataset_test_split, script_args.dataset_config, **dataset_kwargs
-        )
-
-    # Model and processor are loaded here (not by the trainer) so that warm start and held-out scoring use them.
+    # Model and processor are loaded here (not by the trainer) so that warm start and held-out scoring use them, and
+    # before the data: under ZeRO-3 every process joins the partitioned load, however long its dataset build takes.
     # As `trl grpo` does: ModelConfig's dtype / attention / revision, then `model_init_kwargs` on top.
     dtype = model_args.dtype if model_args.dtype in (None, "auto") else getattr(torch, model_args.dtype)
     init_kwargs = {
@@ -707,6 +693,21 @@ def main(
     model = AutoModelForImageTextToText.from_pretrained(model_path, **init_kwargs)
     # The trainer passes this processor's pixel budget to the colocated vLLM engine and to the rewards.
     processor = load_processor(model_path, family, script_args.min_pixels, script_args.max_pixels)
+
+    # Dataset: the built-in builders write prompts for the family unless `dataset_kwargs.family` names one. The test
+    # split serves held-out scoring and, with `eval_strategy` other than "no", the trainer's evaluation (as in
+    # `trl grpo`).
+    dataset_kwargs = {"default_family": family.name, **(script_args.dataset_kwargs or {})}
+    train_dataset = load_perception_dataset(
+        script_args.dataset_name, script_args.dataset_train_split, script_args.dataset_config, **dataset_kwargs
+    )
+    if script_args.dataset_train_limit is not None:
+        train_dataset = train_dataset.select(range(min(script_args.dataset_train_limit, len(train_dataset))))
+    test_dataset = None
+    if script_args.heldout_samples or _evaluates(training_args):
+        test_dataset = load_perception_dataset(
+            script_args.dataset_name, script_args.dataset_test_split, script_args.dataset_config, **dataset_kwargs
+        )
 
     summary: dict[str, Any] = {"model": model_args.model_name_or_path, "dataset": script_args.dataset_name}
     if resume is not None:
