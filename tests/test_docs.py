@@ -224,11 +224,8 @@ def test_family_table_matches_the_registry():
 # links to files of the repository by absolute URL, under the project's `Source` URL (pyproject.toml).
 SOURCE_URL = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["urls"]["Source"]
 REPOSITORY_FILE = re.compile(re.escape(SOURCE_URL) + r"/(?:blob|tree)/main/(?P<path>[^#]*)(?P<anchor>#.*)?$")
-# Pages linked before they exist; each is checked like any other page as soon as it exists. Empty this set once
-# they are all in the repository.
-PENDING_PAGES = {
-    "docs/scaling.md",
-}
+# Pages linked before they exist (none today); each is checked like any other page as soon as it exists.
+PENDING_PAGES: set[str] = set()
 _LINK = re.compile(r"\]\((?P<target>[^)\s]+)\)")
 
 

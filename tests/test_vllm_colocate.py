@@ -297,3 +297,38 @@ def test_trainer_pixel_budget_reaches_the_engine_and_the_probe_guards_it(tmp_pat
     checkpoint_ids, checkpoint_images, _ = _tokenize(trainers["qwen2_5_vl"], ROWS[1:2])
     with pytest.raises(ValueError, match="Start-up probe failed"):
         trainer.vllm_generation.check_image_processor(checkpoint_ids[0], checkpoint_images[0])
+
+
+def test_lora_training_syncs_merged_weights_into_vllm(tmp_path, cpu_kv_cache):
+    # LoRA (`--use_peft`) in colocate mode: vLLM must generate from the merged weights, and the sync must leave the
+    # base weights bit-identical (TRL merges in place and un-merges, which rounds them: fix 5 of vllm_utils).
+    from peft import LoraConfig
+
+    path = build_tiny_model(tmp_path / "tiny", arch="qwen2_5_vl", seed=1)
+    trainer = PerceptionGRPOTrainer(
+        path,
+        _length_reward,
+        args=_args(tmp_path),
+        train_dataset=_dataset(),
+        peft_config=LoraConfig(r=8, lora_alpha=64),  # no target_modules: the family's language-model default
+    )
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    assert not any(".lora_" in n and "visual" in n for n, _ in model.named_parameters())
+    prompt, images, completion = _fixed_sample(trainer)
+    hf_before, prompt_ids = _hf_logprobs(trainer, prompt, completion)
+    vllm_before = _vllm_logprobs(trainer, prompt_ids, images, completion)
+    torch.testing.assert_close(vllm_before, hf_before, atol=LOGPROB_ATOL, rtol=0)
+
+    base_before = {n: p.detach().clone() for n, p in model.named_parameters() if ".lora_" not in n}
+    lora_before = {n: p.detach().clone() for n, p in model.named_parameters() if ".lora_B" in n}
+    trainer.train()  # 2 steps: the second generation syncs the step-1 adapters into vLLM
+    prompt_ids_batch, images_batch, fields = trainer._tokenize_prompts([prompt])
+    trainer._generate_single_turn(prompt_ids_batch, images_batch, fields, num_generations=1)  # syncs step 2's
+    assert trainer._last_loaded_step == 2
+
+    assert all(not torch.equal(lora_before[n], p) for n, p in model.named_parameters() if n in lora_before)
+    assert all(torch.equal(base_before[n], p) for n, p in model.named_parameters() if n in base_before)
+    hf_after, _ = _hf_logprobs(trainer, prompt, completion)
+    vllm_after = _vllm_logprobs(trainer, prompt_ids, images, completion)
+    torch.testing.assert_close(vllm_after, hf_after, atol=LOGPROB_ATOL, rtol=0)
+    assert (vllm_after - vllm_before).abs().max() > 5 * LOGPROB_ATOL

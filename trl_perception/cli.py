@@ -28,8 +28,8 @@ trl-perception tiny-model PATH [--arch qwen3_vl]                  # write the of
 `train` mirrors `trl grpo`: a YAML recipe (`--config`: a file, or the name of a recipe shipped in the package) sets
 the defaults of the script, `PerceptionGRPOConfig` and TRL's `ModelConfig`; command-line flags override it (a
 dict-valued flag given as a JSON object merges with the recipe's dict, a key set to `null` removes it); keys the script
-does not know (`num_processes`, `accelerate_config` — a file, a shipped config (`zero2`, `zero2_cpu`, `zero3`) or one
-of TRL's packaged `zero1`/`fsdp1`/`fsdp2`/`multi_gpu`/`single_gpu` — and any other `accelerate launch` flag) go to
+does not know (`num_processes`, `accelerate_config` — a file, a shipped config (`zero2`, `zero2_cpu`, `zero3`, `zero3_cpu`)
+or one of TRL's packaged `zero1`/`fsdp1`/`fsdp2`/`multi_gpu`/`single_gpu` — and any other `accelerate launch` flag) go to
 `accelerate launch`. Flags are never prefix-matched, and an argument that neither the script nor `accelerate launch`
 knows is an error. Everything that can be checked without a model or data (rewards and their options, the dataset
 builder and its arguments, the model family) is checked before `accelerate launch` starts; each failure is one

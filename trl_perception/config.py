@@ -50,6 +50,20 @@ class PerceptionGRPOConfig(GRPOConfig):
             as `rewards/{task}/{reward_name}/mean` and `.../std` (NaN in batches without that task, so the keys are
             the same on every rank and every step). Set to `None` to disable per-task metrics.
 
+        > Parameters that control which weights train
+
+        freeze_vision_tower (`bool`, *optional*, defaults to `False`):
+            Whether to freeze the vision encoder (the family's `vision_tower` module, without its projector): its
+            weights get no gradient and no optimizer state and stay bit-identical. The module is resolved per family
+            (`trl_perception.families.vision_parameters`); a model without it is an error naming the paths.
+        freeze_vision_projector (`bool`, *optional*, defaults to `False`):
+            Whether to freeze the vision-to-language projector too (Qwen-VL's `merger`, with Qwen3-VL's DeepStack
+            mergers; InternVL's `multi_modal_projector`). Independent of `freeze_vision_tower`.
+
+        With a `peft_config` (`--use_peft`), LoRA's default targets (`lora_target_modules` unset) are the language
+        model's attention and MLP projections only (`ModelFamily.lora_targets()`), so the vision side stays as it is
+        unless you target it. A frozen part with LoRA adapters inside it is an error.
+
         > Parameters that control generation
 
         suppress_vision_tokens (`bool`, *optional*, defaults to `True`):
@@ -98,6 +112,22 @@ class PerceptionGRPOConfig(GRPOConfig):
         metadata={
             "help": "Dataset column routing rows to tasks; when present, reward stats are also logged per task as "
             "`rewards/{task}/{reward_name}/mean|std`. `None` disables per-task metrics."
+        },
+    )
+
+    # Parameters that control which weights train
+    freeze_vision_tower: bool = field(
+        default=False,
+        metadata={
+            "help": "Whether to freeze the vision encoder (the family's vision tower, without the projector): its "
+            "weights stay bit-identical."
+        },
+    )
+    freeze_vision_projector: bool = field(
+        default=False,
+        metadata={
+            "help": "Whether to freeze the vision-to-language projector (Qwen-VL merger and DeepStack mergers, "
+            "InternVL multi_modal_projector)."
         },
     )
 

@@ -23,6 +23,7 @@ new family is one [`register_family`] call, with no edit anywhere else:
 | `prompt_style` | [`trl_perception.prompts`]: which prompt templates ask for that syntax |
 | `patch_size`, `merge_size`, `min_pixels`, `max_pixels` | `smart_resize` when no processor is at hand, pixel-budget keywords of the processor |
 | `vision_tokens` | the trainer and vLLM backend: special tokens the policy must never sample |
+| `vision_tower`, `vision_projector`, `language_model` | the trainer: `freeze_vision_tower` / `freeze_vision_projector`, LoRA's default targets |
 | `model_types` | recognising the family of a checkpoint (`config.model_type`), i.e. `family="auto"` |
 | `tiny` | the offline tiny-model factory ([`trl_perception.testing`]) |
 
@@ -66,6 +67,9 @@ INTERNVL_VISION_TOKENS = ("<IMG_CONTEXT>", "<img>", "</img>")
 # A recipe or a reward option that is not set: the family's own value then applies.
 AUTO = "auto"
 
+# The attention and MLP projections of the Qwen2-style decoder layers every family's language model uses.
+LORA_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
 
 @dataclass(frozen=True)
 class ModelFamily:
@@ -105,6 +109,17 @@ class ModelFamily:
         pixel_budget_keys (`tuple[str, str]` or `None`):
             Processor keyword names of the pixel budget (`("min_pixels", "max_pixels")` for Qwen); `None` if the
             processor takes no pixel budget (fixed-size tiles).
+        vision_tower (`str`, *optional*, defaults to `"model.visual"`):
+            Module path (in `model.named_modules()` of the `...ForConditionalGeneration` model) of the vision encoder,
+            which `freeze_vision_tower` freezes. It may contain the projector (Qwen-VL's `merger`); the projector's
+            parameters are then left to `freeze_vision_projector`.
+        vision_projector (`tuple[str, ...]`, *optional*, defaults to `("model.visual.merger",)`):
+            Module paths of the vision-to-language projector(s) (Qwen3-VL adds its DeepStack mergers), which
+            `freeze_vision_projector` freezes.
+        language_model (`str`, *optional*, defaults to `"model.language_model"`):
+            Module path of the language model: LoRA's default targets are its linear layers only.
+        lora_target_modules (`tuple[str, ...]`):
+            Names of the language model's linear layers that LoRA targets by default ([`ModelFamily.lora_targets`]).
         tiny (`str`, *optional*):
             `"module:function"` building the family's offline tiny model config and processor (tests, quickstart).
         description (`str`):
@@ -125,6 +140,10 @@ class ModelFamily:
     vision_tokens: tuple[str, ...] = QWEN_VISION_TOKENS
     image_wrapper_tokens: tuple[str, str] | None = None
     pixel_budget_keys: tuple[str, str] | None = ("min_pixels", "max_pixels")
+    vision_tower: str = "model.visual"
+    vision_projector: tuple[str, ...] = ("model.visual.merger",)
+    language_model: str = "model.language_model"
+    lora_target_modules: tuple[str, ...] = LORA_TARGET_MODULES
     tiny: str | None = None
     description: str = ""
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
@@ -149,6 +168,29 @@ class ModelFamily:
     def points_frame(self) -> str:
         """Frame of the points the model writes."""
         return self.point_frame or self.box_frame
+
+    def lora_targets(self) -> str:
+        """
+        LoRA's default `target_modules`: a regular expression (PEFT full-matches it against module names) for the
+        family's `lora_target_modules` inside its language model only. A bare list of names would also match the
+        vision tower's layers of the same name (InternVL's encoder has `q_proj`/`k_proj`/`v_proj`).
+
+        Example:
+
+        ```python
+        >>> import re
+        >>> targets = get_family("internvl").lora_targets()
+        >>> bool(re.fullmatch(targets, "model.language_model.layers.0.self_attn.q_proj"))
+        True
+        >>> bool(re.fullmatch(targets, "model.vision_tower.encoder.layer.0.attention.q_proj"))
+        False
+
+        ```
+        """
+        import re
+
+        names = "|".join(re.escape(name) for name in self.lora_target_modules)
+        return rf"{re.escape(self.language_model)}\..*\.({names})"
 
     def processor_kwargs(self, min_pixels: int | None = None, max_pixels: int | None = None) -> dict[str, Any]:
         """`AutoProcessor.from_pretrained` keywords that set a pixel budget (empty when none is given)."""
@@ -397,6 +439,57 @@ def vision_token_ids(tokenizer, family: str | ModelFamily | None = None) -> dict
     return ids
 
 
+VISION_PARTS = ("tower", "projector")
+
+
+def vision_parameters(model: Any, family: str | ModelFamily, part: str) -> dict[str, Any]:
+    """
+    The parameters of one part of `model`'s vision side, by name: `part="tower"` is the vision encoder
+    (`family.vision_tower`) without the projector, `part="projector"` the vision-to-language projector(s)
+    (`family.vision_projector`). `model` is the `...ForConditionalGeneration` model, or a PEFT model wrapping one
+    (its base model is searched; LoRA weights inside the part count as its parameters).
+
+    Raises a `ValueError` naming the family's module path and the model's top-level modules when the model has no
+    such module (a fine-tune with another layout: register a family with its paths, see docs/families.md).
+
+    Example:
+
+    ```python
+    >>> from trl_perception.testing import build_tiny_model
+    >>> from transformers import AutoModelForImageTextToText
+    >>> model = AutoModelForImageTextToText.from_pretrained(build_tiny_model("tiny-qwen3", arch="qwen3_vl"))
+    >>> sorted({name.split(".")[2] for name in vision_parameters(model, "qwen3_vl", "projector")})
+    ['deepstack_merger_list', 'merger']
+    >>> any("merger" in name for name in vision_parameters(model, "qwen3_vl", "tower"))
+    False
+
+    ```
+    """
+    if part not in VISION_PARTS:
+        raise ValueError(f"Unknown vision part {part!r}; one of {VISION_PARTS}.")
+    spec = get_family(family)
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    modules = dict(base.named_modules())
+    paths = (spec.vision_tower,) if part == "tower" else spec.vision_projector
+    for path in paths:
+        if path not in modules:
+            top = [name for name in modules if name and name.count(".") <= 1]
+            field_name = "vision_tower" if part == "tower" else "vision_projector"
+            raise ValueError(
+                f"Family {spec.name!r} locates the vision {part} at {path!r} (`ModelFamily.{field_name}`), but "
+                f"{type(base).__name__} has no such module; its top-level modules are {top}. Check `model_family`, "
+                "or register a family with this model's module paths (docs/families.md)."
+            )
+    projector = tuple(f"{path}." for path in spec.vision_projector)
+    params = {}
+    for path in paths:
+        for name, param in modules[path].named_parameters(prefix=path):
+            if part == "tower" and name.startswith(projector):
+                continue  # Qwen-VL's merger sits inside the vision tower: it is the projector's
+            params[name] = param
+    return params
+
+
 def tiny_factory(family: str | ModelFamily) -> Callable[..., Any]:
     """The family's offline tiny-model factory (`ModelFamily.tiny`), imported."""
     import importlib
@@ -455,6 +548,8 @@ register_family(
         merge_size=2,
         min_pixels=65536,
         max_pixels=16777216,
+        # DeepStack: besides the final merger, one merger per tapped encoder layer feeds the language model.
+        vision_projector=("model.visual.merger", "model.visual.deepstack_merger_list"),
         tiny="trl_perception.testing:tiny_qwen3_vl",
         description='Qwen3-VL: JSON [{"bbox_2d": [x1, y1, x2, y2]}] on a 0-1000 relative grid',
     )
@@ -470,6 +565,9 @@ register_family(
         merge_size=2,
         min_pixels=65536,
         max_pixels=16777216,
+        # Hybrid layers: the Gated DeltaNet (linear attention) projections too; its small `in_proj_a`/`in_proj_b`
+        # gates stay as they are.
+        lora_target_modules=(*LORA_TARGET_MODULES, "in_proj_qkv", "in_proj_z", "out_proj"),
         tiny="trl_perception.testing:tiny_qwen3_5",
         description="Qwen3.5 (natively multimodal, hybrid linear attention): as Qwen3-VL, 0-1000 JSON boxes",
     )
@@ -489,6 +587,8 @@ register_family(
         vision_tokens=INTERNVL_VISION_TOKENS,
         image_wrapper_tokens=("<img>", "</img>"),
         pixel_budget_keys=None,
+        vision_tower="model.vision_tower",
+        vision_projector=("model.multi_modal_projector",),
         tiny="trl_perception.testing:tiny_internvl",
         description="InternVL3 (transformers format): <ref>label</ref><box>[[x1, y1, x2, y2]]</box> on a 0-1000 grid",
     )
@@ -510,5 +610,6 @@ __all__ = [
     "resolve_frame",
     "tiny_factory",
     "unregister_family",
+    "vision_parameters",
     "vision_token_ids",
 ]

@@ -305,7 +305,10 @@ def build_run_manifest(
             "class": type(model).__name__ if model is not None else None,
             "model_type": getattr(config, "model_type", None),
             "family": family,
-            "num_parameters": sum(p.numel() for p in model.parameters()) if model is not None else None,
+            # `ds_numel`: under ZeRO-3 a parameter holds only its shard
+            "num_parameters": sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters())
+            if model is not None
+            else None,
         },
         "processor": processor_record(processor),
         "packages": package_versions(),

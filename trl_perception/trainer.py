@@ -22,12 +22,22 @@ import torch
 import trl.trainer.grpo_trainer as _grpo_trainer_module
 from accelerate.logging import get_logger
 from accelerate.utils import broadcast_object_list, gather_object
+from accelerate.utils import is_peft_model as _is_peft_model
 from trl import GRPOTrainer
 from trl.trainer.utils import nanstd
 
 from .checkpoints import load_checkpoint_weights, resolve_resume_argument
 from .config import PerceptionGRPOConfig
-from .families import AUTO, ModelFamily, family_for_model_type, get_family, vision_token_ids
+from .families import (
+    AUTO,
+    VISION_PARTS,
+    ModelFamily,
+    family_for_model_type,
+    get_family,
+    model_type_of,
+    vision_parameters,
+    vision_token_ids,
+)
 from .rollout_pictures import RolloutBatch, RolloutPicturesCallback
 from .vllm_utils import PerceptionVLLMGeneration
 
@@ -128,6 +138,8 @@ class PerceptionGRPOTrainer(GRPOTrainer):
                 "vllm_server_weight_sync",
                 "rollout_pictures_steps",
                 "rollout_pictures_prompts",
+                "freeze_vision_tower",
+                "freeze_vision_projector",
             )
         }
 
@@ -141,6 +153,11 @@ class PerceptionGRPOTrainer(GRPOTrainer):
                     "`AutoProcessor.from_pretrained(path, padding_side='left')` or set "
                     "`processor.tokenizer.padding_side = 'left'`."
                 )
+
+        # LoRA: TRL's `--use_peft` leaves `target_modules` unset, which PEFT cannot resolve for VLMs; a bare list of
+        # names would also adapt the vision tower's layers of the same name.
+        if kwargs.get("peft_config") is not None:
+            kwargs["peft_config"] = self._with_default_lora_targets(kwargs["peft_config"], model)
 
         # Model, processing class, rewards, vLLM: GRPOTrainer, with the perception vLLM backend
         generation_factory = functools.partial(
@@ -161,6 +178,9 @@ class PerceptionGRPOTrainer(GRPOTrainer):
 
         # Model family: rewards with family="auto" score in its frame; its vision tokens are suppressed
         self.model_family = self._resolve_model_family(self.perception_args["model_family"])
+
+        # Frozen vision parts: before `train()` builds the optimizer (which only takes parameters that need a gradient)
+        self._freeze_vision()
 
         if self.use_vllm and self.model_family is not None and self.model_family.image_wrapper_tokens:
             start, end = (self._tokenizer.convert_tokens_to_ids(t) for t in self.model_family.image_wrapper_tokens)
@@ -250,6 +270,67 @@ class PerceptionGRPOTrainer(GRPOTrainer):
             )
             return None
 
+    def _with_default_lora_targets(self, peft_config, model):
+        """`peft_config` with the family's language-model-only LoRA targets when it names none."""
+        import copy
+
+        if getattr(peft_config, "target_modules", "unset") is not None or getattr(
+            peft_config, "target_parameters", None
+        ):
+            return peft_config
+        family = self.perception_args["model_family"]
+        try:
+            family = get_family(family) if family != AUTO else family_for_model_type(model_type_of(model))
+        except (ValueError, OSError):
+            raise ValueError(
+                "LoRA without `target_modules` (`--lora_target_modules`) takes the model family's language-model "
+                "layers, but the family of this model is unknown: set `model_family` or `lora_target_modules`."
+            ) from None
+        peft_config = copy.deepcopy(peft_config)
+        peft_config.target_modules = family.lora_targets()
+        logger.info(f"LoRA targets (family {family.name}): {peft_config.target_modules}")
+        return peft_config
+
+    def _freeze_vision(self) -> None:
+        """Apply `freeze_vision_tower` / `freeze_vision_projector`, and report LoRA adapters on the vision side."""
+        parts = [part for part in VISION_PARTS if self.perception_args[f"freeze_vision_{part}"]]
+        model = self.accelerator.unwrap_model(self.model)
+        adapted = _is_peft_model(model)
+        if not parts and not adapted:
+            return
+        if self.model_family is None:
+            if not parts:
+                return  # LoRA on a model no family describes: nothing to check the targets against
+            raise ValueError(
+                f"`freeze_vision_{parts[0]}` needs the model family to locate the vision modules, and none recognises "
+                "this model: set `model_family` (PerceptionGRPOConfig) or register its family (docs/families.md)."
+            )
+        for part in VISION_PARTS:
+            try:
+                params = vision_parameters(model, self.model_family, part)
+            except ValueError:
+                if part in parts:
+                    raise
+                continue  # only the LoRA report needs it
+            lora = sorted({name.rsplit(".lora_", 1)[0] for name in params if ".lora_" in name})
+            if part in parts:
+                if lora:
+                    raise ValueError(
+                        f"`freeze_vision_{part}=True`, but LoRA adapts {len(lora)} modules of the vision {part} (e.g. "
+                        f"{lora[0]}): restrict `lora_target_modules` to the language model (leave it unset for the "
+                        "family's default), or do not freeze that part."
+                    )
+                for param in params.values():
+                    param.requires_grad_(False)
+                logger.info(
+                    f"Froze the vision {part}: {len(params)} tensors, {sum(p.numel() for p in params.values())} weights."
+                )
+            elif lora:
+                logger.warning(
+                    f"LoRA adapts {len(lora)} modules of the vision {part} (e.g. {lora[0]}); leave "
+                    "`lora_target_modules` unset for the family's language-model-only default."
+                )
+
     def _pixel_budget_probe(self):
         """Trainer-side ids for two probe images at both ends of the pixel budget (fitting vLLM's context)."""
         from PIL import Image
@@ -333,6 +414,7 @@ class PerceptionGRPOTrainer(GRPOTrainer):
         prompt_ids, images, multimodal_fields = super()._tokenize_prompts(prompts)
         self._model_image_sizes = None
         self._picture_image_sizes = None
+        self._check_images_on_every_process(images)
         grid = multimodal_fields.get("image_grid_thw")
         if images is None or grid is None or self._patch_size is None:
             return prompt_ids, images, multimodal_fields
@@ -366,6 +448,24 @@ class PerceptionGRPOTrainer(GRPOTrainer):
             self._model_image_sizes = sizes
         self._picture_image_sizes = sizes  # rollout pictures map boxes with the sizes the model saw, in any case
         return prompt_ids, images, multimodal_fields
+
+    def _check_images_on_every_process(self, images) -> None:
+        """Under ZeRO-3, fail on a batch that has images on some processes only, instead of hanging: the vision tower
+        runs only where there are images, and each of its layers gathers its weights from every process."""
+        from .distributed import zero3_enabled
+
+        if self.accelerator.num_processes == 1 or not self._is_vlm or not zero3_enabled():
+            return
+        has_images = [bool(images) and any(bool(img_list) for img_list in images)]
+        flags = gather_object(has_images)  # every process tokenizes each generation batch: a safe collective
+        if any(flags) and not all(flags):
+            without = [rank for rank, flag in enumerate(flags) if not flag]
+            raise ValueError(
+                f"Under DeepSpeed ZeRO-3 this generation batch has images on some processes but none on process(es) "
+                f"{without}: the vision tower would run on some processes only and its weight gathers would hang. Give "
+                "every row an image (or keep text-only rows in a separate run), or use ZeRO-2 (`--accelerate_config "
+                "zero2_cpu` / `zero2`), which does not gather weights in the forward pass."
+            )
 
     def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
         unsynced_server = (

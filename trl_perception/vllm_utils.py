@@ -13,7 +13,7 @@
 # limitations under the License.
 """vLLM rollouts for image prompts: prompt parity with the HF processor, and weight sync that works on every platform.
 
-[`PerceptionVLLMGeneration`] is TRL's [`~trl.generation.vllm_generation.VLLMGeneration`] with five fixes, each
+[`PerceptionVLLMGeneration`] is TRL's [`~trl.generation.vllm_generation.VLLMGeneration`] with six fixes, each
 scoped to what TRL 1.16 gets wrong for Qwen2-VL / Qwen2.5-VL image prompts:
 
 1. **Colocate prompts are sent un-expanded.** TRL sends the processor's ids, in which every image is already a run of
@@ -32,7 +32,11 @@ scoped to what TRL 1.16 gets wrong for Qwen2-VL / Qwen2.5-VL image prompts:
    is TRL's, unchanged.
 4. **The encoder cache is reset after a sync.** vLLM caches vision-encoder outputs across requests, keyed by image
    hash; TRL only resets the prefix cache, so an image seen before the sync would keep its stale embeddings.
-5. **The colocated engine uses the trainer's pixel budget.** TRL builds `vllm.LLM` from the model path only, so vLLM
+5. **LoRA weights reach vLLM without touching the base weights.** TRL merges the adapters into the base weights for
+   the sync and un-merges them afterwards, which leaves every adapted base weight off by rounding (`W + BA - BA != W`:
+   1e-8 after ten syncs in float32, an ulp of bfloat16 per sync); the training run then drifts from its base model
+   with every rollout. Here each adapted weight is sent as a fresh `W + delta` tensor and `W` is never written.
+6. **The colocated engine uses the trainer's pixel budget.** TRL builds `vllm.LLM` from the model path only, so vLLM
    reads `min_pixels` / `max_pixels` from the checkpoint's `preprocessor_config.json` while the trainer may resize
    with another budget (Perception-R1 trains with `max_pixels=1_000_000`; the Qwen checkpoints say 12,845,056). The
    trainer's budget is passed to the engine as `mm_processor_kwargs`; the start-up probe still verifies the result.
@@ -134,10 +138,30 @@ def _llm_defaults(**defaults):
         trl_vllm_generation.LLM = original
 
 
+def _lora_layers(model) -> dict | None:
+    """The LoRA layers of a PEFT model by module name, or `None` when another tuner type or a variant (DoRA) whose
+    merged weight is not `W + get_delta_weight` is present (TRL's in-place merge then applies)."""
+    try:
+        from peft.tuners.lora import LoraLayer
+        from peft.tuners.tuners_utils import BaseTunerLayer
+    except ImportError:
+        return None
+    layers = {}
+    for name, module in model.named_modules():
+        if not isinstance(module, BaseTunerLayer):
+            continue
+        if not isinstance(module, LoraLayer) or module.merged or any(getattr(module, "use_dora", {}).values()):
+            return None
+        if getattr(module, "lora_variant", None):
+            return None
+        layers[name] = module
+    return layers
+
+
 class PerceptionVLLMGeneration(VLLMGeneration):
     """
     [`~trl.generation.vllm_generation.VLLMGeneration`] with correct image prompts and platform-independent weight
-    sync; see the module docstring for the five fixes.
+    sync; see the module docstring for the six fixes.
 
     Args:
         *args, **kwargs:
@@ -204,6 +228,31 @@ class PerceptionVLLMGeneration(VLLMGeneration):
         return {"min_pixels": min_pixels, "max_pixels": max_pixels}
 
     # ---------------------------------------------------------------- weight sync
+
+    def _iter_named_params(self):
+        """As TRL's, but a LoRA model's weights are merged out of place (fix 5): `W + delta` per adapted layer."""
+        model = self.model
+        layers = _lora_layers(model) if trl_vllm_generation.is_peft_model(model) and not self._dist.is_fsdp else None
+        if layers is None:
+            yield from super()._iter_named_params()
+            return
+        # Under ZeRO-3 a layer's delta needs its adapter weights and its base weight at once: gather all, as TRL does.
+        with self._dist.gather_params(list(model.parameters())):
+            for name, param in model.named_parameters():
+                if model.prefix in name or "original_module" in name:
+                    continue  # adapter weights (sent merged) and the originals of `modules_to_save`
+                tensor = param.data
+                layer = (
+                    layers.get(name.removesuffix(".base_layer.weight"))
+                    if name.endswith(".base_layer.weight")
+                    else None
+                )
+                if layer is not None:
+                    for adapter in layer.active_adapters:
+                        if adapter in layer.lora_A:
+                            tensor = tensor + layer.get_delta_weight(adapter).to(tensor.dtype)
+                name = name.removeprefix("base_model.model.").replace(".base_layer", "")
+                yield self._fix_param_name_to_vllm(name, extra_prefixes=["modules_to_save.default."]), tensor
 
     def sync_weights(self):
         if self.mode == "server" and not self.server_weight_sync:

@@ -80,8 +80,13 @@ def heldout_greedy_scores(
     batch_size: int = 32,
     chat_template_kwargs: dict[str, Any] | None = None,
     progress: bool = False,
+    synced_gpus: bool = False,
 ) -> dict[str, Any]:
     """Greedy completions for `rows`, scored by each reward function; `progress` shows a progress bar (rows).
+
+    `synced_gpus=True` when several processes generate together on a model whose forward passes are collectives
+    (DeepSpeed ZeRO-3 with its hooks): each keeps stepping until all have finished. Otherwise one process generates on
+    its own, even under ZeRO-3 with gathered weights (transformers would default to syncing there).
 
     Returns:
         `dict`: `{"n": len(rows), "rewards": {name: mean}, "reward": mean of the summed rewards,
@@ -95,7 +100,7 @@ def heldout_greedy_scores(
     for start in range(0, len(rows), batch_size):
         batch = rows[start : start + batch_size]
         inputs = _encode(processor, batch, chat_template_kwargs=chat_template_kwargs).to(model.device)
-        output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
+        output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, synced_gpus=synced_gpus)
         completions += tokenizer.batch_decode(output[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
         bar.update(len(batch))
     bar.close()

@@ -660,6 +660,13 @@ def main(
     from trl import get_peft_config
 
     from trl_perception import PerceptionGRPOTrainer
+    from trl_perception.distributed import (
+        checked_barrier,
+        full_parameters,
+        init_barrier_group,
+        without_zero3_init,
+        zero3_enabled,
+    )
     from trl_perception.families import load_processor, resolve_family
     from trl_perception.run_files import (
         METRICS_JSON,
@@ -673,6 +680,7 @@ def main(
     from trl_perception.warmstart import heldout_greedy_scores, reward_name, supervised_warm_start
 
     state = PartialState()
+    init_barrier_group()  # every process is here: a later barrier can fail fast instead of hanging
     started = time.time()
     # Everything that can fail without a model or data fails here, before anything is loaded.
     reward_funcs, warnings_ = validate_arguments(script_args, training_args, model_args)
@@ -688,13 +696,31 @@ def main(
         arch = model_path.split(":", 1)[1]
         model_path = os.path.join(training_args.output_dir, "initial_model")
         if state.is_main_process:
-            build_tiny_model(model_path, arch=arch, seed=training_args.seed)
-        state.wait_for_everyone()
+            with without_zero3_init():  # a partitioned build would wait for processes that do not build
+                build_tiny_model(model_path, arch=arch, seed=training_args.seed)
+        checked_barrier("building the tiny model on the main process")
 
     # Model family (`model_family: auto` reads config.model_type): rewards score in its frame, prompts use its syntax.
     family = resolve_family(training_args.model_family, model=model_path)
     training_args.model_family = family.name
     state.print(f"[family] {family.name}: boxes as {family.box_syntax} in the {family.box_frame!r} frame")
+
+    # Model and processor are loaded here (not by the trainer) so that warm start and held-out scoring use them, and
+    # before the data: under ZeRO-3 every process joins the partitioned load, however long its dataset build takes.
+    # As `trl grpo` does: ModelConfig's dtype / attention / revision, then `model_init_kwargs` on top.
+    dtype = model_args.dtype if model_args.dtype in (None, "auto") else getattr(torch, model_args.dtype)
+    init_kwargs = {
+        "dtype": dtype,
+        "attn_implementation": model_args.attn_implementation,
+        "revision": model_args.model_revision,
+        **(training_args.model_init_kwargs or {}),
+    }
+    training_args.model_init_kwargs = None  # consumed here; the trainer receives an instantiated model
+    # Under ZeRO-3 the model is created partitioned across the processes: a collective that all of them must join.
+    checked_barrier("loading the model")
+    model = AutoModelForImageTextToText.from_pretrained(model_path, **init_kwargs)
+    # The trainer passes this processor's pixel budget to the colocated vLLM engine and to the rewards.
+    processor = load_processor(model_path, family, script_args.min_pixels, script_args.max_pixels)
 
     # Dataset: the built-in builders write prompts for the family unless `dataset_kwargs.family` names one. The test
     # split serves held-out scoring and, with `eval_strategy` other than "no", the trainer's evaluation (as in
@@ -714,20 +740,6 @@ def main(
             test_dataset = load_perception_dataset(
                 script_args.dataset_name, script_args.dataset_test_split, script_args.dataset_config, **dataset_kwargs
             )
-
-    # Model and processor are loaded here (not by the trainer) so that warm start and held-out scoring use them.
-    # As `trl grpo` does: ModelConfig's dtype / attention / revision, then `model_init_kwargs` on top.
-    dtype = model_args.dtype if model_args.dtype in (None, "auto") else getattr(torch, model_args.dtype)
-    init_kwargs = {
-        "dtype": dtype,
-        "attn_implementation": model_args.attn_implementation,
-        "revision": model_args.model_revision,
-        **(training_args.model_init_kwargs or {}),
-    }
-    training_args.model_init_kwargs = None  # consumed here; the trainer receives an instantiated model
-    model = AutoModelForImageTextToText.from_pretrained(model_path, **init_kwargs)
-    # The trainer passes this processor's pixel budget to the colocated vLLM engine and to the rewards.
-    processor = load_processor(model_path, family, script_args.min_pixels, script_args.max_pixels)
 
     summary: dict[str, Any] = {"model": model_args.model_name_or_path, "dataset": script_args.dataset_name}
     if resume is not None:
@@ -774,47 +786,60 @@ def main(
             for i in range(min(script_args.heldout_samples, len(test_dataset)))
         ]
 
-    def score(tag: str):
+    # Held-out scoring runs on the main process; under ZeRO-3 on every process (each generates for all rows, in step
+    # with the others, and the main process reports), since every forward pass gathers weights from all of them.
+    zero3 = zero3_enabled()
+
+    def score(tag: str, scored_model, synced_gpus: bool = False):
+        if not (zero3 or state.is_main_process):
+            return
         result = heldout_greedy_scores(
-            model,
+            scored_model,
             processor,
             heldout_rows,
             reward_funcs,
             max_new_tokens=script_args.heldout_max_new_tokens,
             chat_template_kwargs=training_args.chat_template_kwargs,
             progress=progress,
+            synced_gpus=synced_gpus,
         )
+        if not state.is_main_process:
+            return
         summary.setdefault("heldout", {})[tag] = {k: v for k, v in result.items() if k != "completions"}
         rewards = ", ".join(f"{name} {value:.3f}" for name, value in result["rewards"].items())
         state.print(f"[held-out {tag}] n={result['n']} greedy reward {result['reward']:.3f} ({rewards})")
         state.print(f"[held-out {tag}] sample completions: {result['completions'][:6]}")
 
-    if heldout_rows and state.is_main_process and resume is None:
-        score("initial")
+    if heldout_rows and resume is None:
+        with full_parameters(model) as full:  # ZeRO-3: gathered on every process, outside DeepSpeed
+            score("initial", full)
     if script_args.warmstart_steps and resume is None:
         mode = "shuffled targets (format only)" if script_args.warmstart_shuffle_targets else "true targets"
         state.print(f"[warm start] {script_args.warmstart_steps} supervised steps on {mode}")
-        losses = supervised_warm_start(
-            model,
-            processor,
-            train_dataset,
-            warmstart_target,
-            steps=script_args.warmstart_steps,
-            learning_rate=script_args.warmstart_learning_rate,
-            batch_size=script_args.warmstart_batch_size,
-            shuffle_targets=script_args.warmstart_shuffle_targets,
-            seed=training_args.seed,
-            log_every=max(1, script_args.warmstart_steps // 4),
-            chat_template_kwargs=training_args.chat_template_kwargs,
-            progress=progress,
-        )
+        # Every process trains the same steps; under ZeRO-3 on gathered weights, the main process's result kept.
+        with full_parameters(model, write_back=True):
+            losses = supervised_warm_start(
+                model,
+                processor,
+                train_dataset,
+                warmstart_target,
+                steps=script_args.warmstart_steps,
+                learning_rate=script_args.warmstart_learning_rate,
+                batch_size=script_args.warmstart_batch_size,
+                shuffle_targets=script_args.warmstart_shuffle_targets,
+                seed=training_args.seed,
+                log_every=max(1, script_args.warmstart_steps // 4),
+                chat_template_kwargs=training_args.chat_template_kwargs,
+                progress=progress,
+            )
         summary["warmstart"] = {
             "steps": len(losses),
             "final_loss": losses[-1],
             "shuffle_targets": script_args.warmstart_shuffle_targets,
         }
-    if heldout_rows and state.is_main_process and resume is None:
-        score("before")
+    if heldout_rows and resume is None:
+        with full_parameters(model) as full:
+            score("before", full)
 
     if state.is_main_process and resume is None:
         # The phases so far are on disk before the first step: a run resumed from an early checkpoint finds them.
@@ -837,9 +862,10 @@ def main(
     if training_args.push_to_hub:
         trainer.push_to_hub(dataset_name=script_args.dataset_name)
 
+    if heldout_rows:
+        # ZeRO-3: the trained model keeps DeepSpeed's hooks, which gather each layer's weights from every process.
+        score("after", trainer.model, synced_gpus=zero3)
     if heldout_rows and state.is_main_process:
-        model = trainer.model
-        score("after")
         if "before" not in summary["heldout"]:
             state.print("[held-out] no score before training to compare with (resumed without the first metrics.json)")
     if heldout_rows and state.is_main_process and "before" in summary["heldout"]:
